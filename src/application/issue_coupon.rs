@@ -1,0 +1,93 @@
+//! Requirement: a user asks for a coupon. The request is accepted (durably appended to
+//! the log, a ticket returned) or refused at once when it surely cannot win. Whether it
+//! wins is decided later, in log order, by `issue_coupons`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::campaign_cache::CampaignCache;
+use crate::domain::ports::{CampaignRepository, IssueLog, LogError, StoreError};
+use crate::domain::{CampaignId, LogEvent, TicketId, TicketSeal, UserId};
+
+pub struct Input {
+    pub campaign_id: CampaignId,
+    pub user_id: UserId,
+}
+
+pub struct Output {
+    /// The sealed ticket id the client polls with.
+    pub ticket: String,
+    pub accepted_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("campaign {0} not found")]
+    NotFound(CampaignId),
+    #[error("campaign has not started; it starts at {starts_at}")]
+    NotStarted { starts_at: DateTime<Utc> },
+    #[error("campaign is sold out")]
+    SoldOut,
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Settings {
+    /// How long a cached campaign (its issued count) is trusted.
+    pub campaign_ttl: Duration,
+    /// Requests earlier than `starts_at - clock_skew_allowance` by this node's clock are
+    /// refused at once; later ones go to the log, whose append clock decides. Zero when
+    /// this node's clock is the log's clock (the embedded mode).
+    pub clock_skew_allowance: TimeDelta,
+}
+
+pub struct IssueCoupon<R, L> {
+    campaigns: CampaignCache<R>,
+    log: L,
+    seal: TicketSeal,
+    clock_skew_allowance: TimeDelta,
+}
+
+impl<R: CampaignRepository, L: IssueLog> IssueCoupon<R, L> {
+    pub fn new(campaigns: R, log: L, seal: TicketSeal, settings: Settings) -> Self {
+        Self {
+            campaigns: CampaignCache::new(campaigns, settings.campaign_ttl),
+            log,
+            seal,
+            clock_skew_allowance: settings.clock_skew_allowance,
+        }
+    }
+
+    pub async fn execute(&self, input: Input) -> Result<Output, Error> {
+        let campaign = self
+            .campaigns
+            .get(input.campaign_id)
+            .await?
+            .ok_or(Error::NotFound(input.campaign_id))?;
+        if Utc::now() + self.clock_skew_allowance < campaign.starts_at {
+            return Err(Error::NotStarted {
+                starts_at: campaign.starts_at,
+            });
+        }
+        // A stale "not sold out" only costs an append the worker will decide SOLD_OUT.
+        if campaign.is_sold_out() {
+            return Err(Error::SoldOut);
+        }
+        let ticket_id = TicketId::generate();
+        let appended = self
+            .log
+            .append(LogEvent::IssueRequested {
+                ticket_id,
+                campaign_id: input.campaign_id,
+                user_id: input.user_id,
+            })
+            .await?;
+        Ok(Output {
+            ticket: self.seal.seal(ticket_id),
+            accepted_at: appended.appended_at,
+        })
+    }
+}

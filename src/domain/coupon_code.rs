@@ -1,0 +1,274 @@
+//! Coupon codes: 10 symbols, each a Hangul syllable (U+AC00..=U+D7A3) or a digit.
+//!
+//! A code is the FF1 format-preserving encryption, under the deployment's secret key, of
+//! the number (campaign origin partition, campaign origin offset, ordinal) written in
+//! radix 11,182. FF1 is a permutation of the 10-symbol space, and distinct numbers go
+//! in, so codes are unique across all campaigns by construction; without the key they
+//! are not guessable from one another; with it, a code decrypts back to its campaign
+//! and ordinal. The same log replayed gives the same numbers, hence the same codes.
+
+use std::fmt;
+
+use aes::Aes256;
+use fpe::ff1::{FF1, FlexibleNumeralString};
+
+use super::log::LogPosition;
+use super::secret::SecretKey;
+
+pub const CODE_LEN: usize = 10;
+const HANGUL_FIRST: u32 = 0xAC00;
+const HANGUL_COUNT: u32 = 11_172;
+const RADIX: u32 = HANGUL_COUNT + 10;
+const OFFSET_BITS: u32 = 48;
+const ORDINAL_BITS: u32 = 32;
+const TWEAK: &[u8] = b"coupon.v1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodeError {
+    #[error("log position {0:?} is beyond the code space")]
+    PositionOutOfRange(LogPosition),
+    #[error("ordinal {0} is beyond the code space")]
+    OrdinalOutOfRange(u64),
+    #[error("code must be {CODE_LEN} Hangul syllables or digits")]
+    Malformed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CouponCode(String);
+
+impl CouponCode {
+    /// Accepts only well-formed codes; used when reading codes back from storage.
+    pub fn parse(raw: &str) -> Result<Self, CodeError> {
+        let symbols: Option<Vec<u16>> = raw.chars().map(symbol_of).collect();
+        match symbols {
+            Some(s) if s.len() == CODE_LEN => Ok(Self(raw.to_owned())),
+            _ => Err(CodeError::Malformed),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CouponCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// True when `code` has the public shape of a coupon code (DESIGN §5.2).
+pub fn is_well_formed(code: &str) -> bool {
+    CouponCode::parse(code).is_ok()
+}
+
+fn symbol_of(c: char) -> Option<u16> {
+    let c = c as u32;
+    let index = match c {
+        _ if (HANGUL_FIRST..HANGUL_FIRST + HANGUL_COUNT).contains(&c) => c - HANGUL_FIRST,
+        0x30..=0x39 => HANGUL_COUNT + (c - 0x30),
+        _ => return None,
+    };
+    u16::try_from(index).ok()
+}
+
+fn char_of(symbol: u16) -> char {
+    let symbol = u32::from(symbol);
+    let scalar = if symbol < HANGUL_COUNT {
+        HANGUL_FIRST + symbol
+    } else {
+        0x30 + (symbol - HANGUL_COUNT)
+    };
+    char::from_u32(scalar).unwrap_or('0')
+}
+
+pub struct CodeGenerator {
+    ff1: FF1<Aes256>,
+}
+
+impl CodeGenerator {
+    pub fn new(secret: &SecretKey) -> Self {
+        let key = secret.derive("coupon.v1 code ff1");
+        let ff1 = FF1::<Aes256>::new(&key, RADIX)
+            .unwrap_or_else(|_| unreachable!("radix 11182 is within FF1's 2..=2^16"));
+        Self { ff1 }
+    }
+
+    /// The code of the `ordinal`-th coupon (1-based) of the campaign created at `origin`.
+    pub fn code_for(&self, origin: LogPosition, ordinal: u64) -> Result<CouponCode, CodeError> {
+        let number = pack(origin, ordinal)?;
+        let plain = FlexibleNumeralString::from(to_numerals(number));
+        let cipher = self
+            .ff1
+            .encrypt(TWEAK, &plain)
+            .unwrap_or_else(|_| unreachable!("numerals are below the radix and 10 long"));
+        Ok(CouponCode(
+            Vec::<u16>::from(cipher).into_iter().map(char_of).collect(),
+        ))
+    }
+
+    /// Which campaign origin and ordinal a code stands for (audits and tests).
+    pub fn decode(&self, code: &CouponCode) -> Result<(LogPosition, u64), CodeError> {
+        let numerals: Vec<u16> = code
+            .0
+            .chars()
+            .map(symbol_of)
+            .collect::<Option<_>>()
+            .ok_or(CodeError::Malformed)?;
+        let plain = self
+            .ff1
+            .decrypt(TWEAK, &FlexibleNumeralString::from(numerals))
+            .map_err(|_| CodeError::Malformed)?;
+        unpack(from_numerals(&Vec::<u16>::from(plain))).ok_or(CodeError::Malformed)
+    }
+}
+
+fn pack(origin: LogPosition, ordinal: u64) -> Result<u128, CodeError> {
+    if origin.offset >= 1 << OFFSET_BITS || origin.partition > u32::from(u16::MAX) {
+        return Err(CodeError::PositionOutOfRange(origin));
+    }
+    if ordinal >= 1 << ORDINAL_BITS {
+        return Err(CodeError::OrdinalOutOfRange(ordinal));
+    }
+    Ok(
+        (u128::from(origin.partition) << (OFFSET_BITS + ORDINAL_BITS))
+            | (u128::from(origin.offset) << ORDINAL_BITS)
+            | u128::from(ordinal),
+    )
+}
+
+fn unpack(number: u128) -> Option<(LogPosition, u64)> {
+    let partition = u32::try_from(number >> (OFFSET_BITS + ORDINAL_BITS)).ok()?;
+    if partition > u32::from(u16::MAX) {
+        return None;
+    }
+    let offset = ((number >> ORDINAL_BITS) & ((1 << OFFSET_BITS) - 1)) as u64;
+    let ordinal = (number & ((1 << ORDINAL_BITS) - 1)) as u64;
+    Some((LogPosition { partition, offset }, ordinal))
+}
+
+fn to_numerals(mut number: u128) -> Vec<u16> {
+    let mut digits = vec![0u16; CODE_LEN];
+    for digit in digits.iter_mut().rev() {
+        *digit = (number % u128::from(RADIX)) as u16;
+        number /= u128::from(RADIX);
+    }
+    digits
+}
+
+fn from_numerals(digits: &[u16]) -> u128 {
+    digits
+        .iter()
+        .fold(0u128, |n, d| n * u128::from(RADIX) + u128::from(*d))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn generator() -> CodeGenerator {
+        CodeGenerator::new(
+            &SecretKey::from_hex(&"07".repeat(32)).unwrap_or_else(|_| unreachable!()),
+        )
+    }
+
+    #[test]
+    fn symbols_cover_hangul_and_digits_only() {
+        assert_eq!(char_of(0), '가');
+        assert_eq!(char_of(11_171), '힣');
+        assert_eq!(char_of(11_172), '0');
+        assert_eq!(char_of(11_181), '9');
+        for s in 0..RADIX as u16 {
+            assert_eq!(symbol_of(char_of(s)), Some(s));
+        }
+        assert!(!is_well_formed("ABCDEFGHIJ"));
+        assert!(!is_well_formed("가나다"));
+        assert!(is_well_formed("가나다라마바사아자0"));
+    }
+
+    #[test]
+    fn codes_are_unique_across_campaigns_and_ordinals() {
+        let generator = generator();
+        let mut seen = HashSet::new();
+        // 64 campaigns on 4 partitions × 20,000 coupons = 1,280,000 codes.
+        for campaign in 0..64u64 {
+            let origin = LogPosition {
+                partition: (campaign % 4) as u32,
+                offset: campaign * 7,
+            };
+            for ordinal in 1..=20_000 {
+                let code = generator
+                    .code_for(origin, ordinal)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(is_well_formed(code.as_str()), "{code}");
+                assert!(seen.insert(code), "duplicate code");
+            }
+        }
+    }
+
+    #[test]
+    fn codes_depend_on_the_key() {
+        let other = CodeGenerator::new(&SecretKey::generate());
+        let origin = LogPosition {
+            partition: 0,
+            offset: 0,
+        };
+        assert_ne!(generator().code_for(origin, 1), other.code_for(origin, 1));
+    }
+
+    #[test]
+    fn out_of_range_inputs_are_refused() {
+        let g = generator();
+        assert!(
+            g.code_for(
+                LogPosition {
+                    partition: 0,
+                    offset: 1 << 48
+                },
+                1
+            )
+            .is_err()
+        );
+        assert!(
+            g.code_for(
+                LogPosition {
+                    partition: 70_000,
+                    offset: 0
+                },
+                1
+            )
+            .is_err()
+        );
+        assert!(
+            g.code_for(
+                LogPosition {
+                    partition: 0,
+                    offset: 0
+                },
+                1 << 32
+            )
+            .is_err()
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn codes_are_deterministic_well_formed_and_reversible(
+            partition in 0u32..=65_535,
+            offset in 0u64..(1 << 48),
+            ordinal in 0u64..(1 << 32),
+        ) {
+            let g = generator();
+            let origin = LogPosition { partition, offset };
+            let code = g.code_for(origin, ordinal).unwrap_or_else(|e| panic!("{e}"));
+            prop_assert_eq!(code.as_str().chars().count(), CODE_LEN);
+            prop_assert!(is_well_formed(code.as_str()));
+            prop_assert_eq!(Some(code.clone()), g.code_for(origin, ordinal).ok());
+            prop_assert_eq!(g.decode(&code).ok(), Some((origin, ordinal)));
+        }
+    }
+}

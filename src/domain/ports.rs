@@ -1,0 +1,121 @@
+//! What the application needs from storage and from the log. Each has two
+//! implementations: SQLite + the embedded log, PostgreSQL + Kafka.
+
+use std::future::Future;
+
+use super::campaign::{Campaign, CampaignId};
+use super::coupon_code::CouponCode;
+use super::issuance::Coupon;
+use super::log::{Appended, LogEvent};
+use super::ticket::{TicketId, TicketResult};
+use super::user::UserId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or timed out; retrying may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Another worker advanced this partition: the caller lost it or re-read old records.
+    #[error("partition {partition} is at offset {stored}, not {expected}: fenced")]
+    Fenced {
+        partition: u32,
+        expected: u64,
+        stored: u64,
+    },
+    /// A uniqueness backstop fired (e.g. a code or a (campaign, user) pair twice).
+    #[error("constraint {0} violated")]
+    Conflict(String),
+    /// Stored data that the domain cannot read back (a bug or manual tampering).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The log did not acknowledge in time; nothing may be assumed appended.
+    #[error("log unavailable: {0}")]
+    Unavailable(String),
+    /// Too many appends are waiting already; shed instead of queueing without bound.
+    #[error("log overloaded")]
+    Overloaded,
+}
+
+/// Appends events durably; returns only once the log acknowledged them.
+pub trait IssueLog: Send + Sync + 'static {
+    fn append(&self, event: LogEvent) -> impl Future<Output = Result<Appended, LogError>> + Send;
+}
+
+pub trait CampaignRepository: Send + Sync + 'static {
+    /// Inserts the campaign unless it exists (the worker may have replayed it first).
+    fn insert_campaign(
+        &self,
+        campaign: &Campaign,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn find_campaign(
+        &self,
+        id: CampaignId,
+    ) -> impl Future<Output = Result<Option<Campaign>, StoreError>> + Send;
+
+    /// Issued coupons with ordinal > `after_ordinal`, in issue order, at most `limit`.
+    fn list_coupons(
+        &self,
+        id: CampaignId,
+        after_ordinal: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Coupon>, StoreError>> + Send;
+}
+
+pub trait TicketRepository: Send + Sync + 'static {
+    /// The decided ticket and, for ISSUED/ALREADY_ISSUED, the coupon it points at.
+    fn find_ticket(
+        &self,
+        id: TicketId,
+    ) -> impl Future<Output = Result<Option<(TicketResult, Option<Coupon>)>, StoreError>> + Send;
+}
+
+/// Everything one batch of decisions writes, committed together with the partition's
+/// new offset.
+#[derive(Debug, Default)]
+pub struct BatchChanges {
+    pub new_campaigns: Vec<Campaign>,
+    pub coupons: Vec<Coupon>,
+    pub tickets: Vec<TicketResult>,
+    pub issued_counts: Vec<(CampaignId, u64)>,
+}
+
+/// The unit of work of the issuing worker: one transaction per batch of log records.
+pub trait IssuanceStore: Send + Sync + 'static {
+    type Batch: IssuanceBatch;
+
+    /// The next offset of `partition` that no committed batch covers.
+    fn next_offset(&self, partition: u32) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Opens the batch's transaction and moves the partition's offset from `expected` to
+    /// `next` in it: fails with `Fenced` unless the stored offset is still `expected`,
+    /// so a worker that lost its partition can never commit.
+    fn begin(
+        &self,
+        partition: u32,
+        expected: u64,
+        next: u64,
+    ) -> impl Future<Output = Result<Self::Batch, StoreError>> + Send;
+}
+
+pub trait IssuanceBatch: Send {
+    /// The campaigns among `ids` that exist, locked for this transaction.
+    fn load_campaigns(
+        &mut self,
+        ids: &[CampaignId],
+    ) -> impl Future<Output = Result<Vec<Campaign>, StoreError>> + Send;
+
+    /// The codes already held by any of `users` in the campaign.
+    fn load_holders(
+        &mut self,
+        campaign: CampaignId,
+        users: &[UserId],
+    ) -> impl Future<Output = Result<Vec<(UserId, CouponCode)>, StoreError>> + Send;
+
+    /// Writes the changes and commits.
+    fn commit(self, changes: BatchChanges) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,165 @@
+//! Tickets: the receipt a client polls with, and the final status each one reaches.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use super::campaign::CampaignId;
+use super::coupon_code::CouponCode;
+use super::log::LogPosition;
+use super::secret::SecretKey;
+use super::user::UserId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TicketId(Uuid);
+
+impl TicketId {
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for TicketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ticket_id is not a ticket this service issued")]
+pub struct ForeignTicket;
+
+/// Seals ticket ids with a MAC, so the service knows a ticket it handed out from a
+/// made-up one without remembering every accepted request: a sealed ticket with no
+/// decision yet is PENDING, anything else is NOT_FOUND, and neither costs a lookup
+/// of the log.
+#[derive(Clone)]
+pub struct TicketSeal {
+    key: [u8; 32],
+}
+
+const SEAL_HEX_CHARS: usize = 16;
+
+impl TicketSeal {
+    pub fn new(secret: &SecretKey) -> Self {
+        Self {
+            key: secret.derive("coupon.v1 ticket seal"),
+        }
+    }
+
+    fn mac(&self, id: TicketId) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(id.0.as_bytes());
+        mac
+    }
+
+    /// The wire form: `<uuid>.<16 hex digits of MAC>`.
+    pub fn seal(&self, id: TicketId) -> String {
+        let tag = self.mac(id).finalize().into_bytes();
+        format!("{}.{}", id.0, hex::encode(&tag[..SEAL_HEX_CHARS / 2]))
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<TicketId, ForeignTicket> {
+        let (uuid, tag) = sealed.trim().split_once('.').ok_or(ForeignTicket)?;
+        let id = Uuid::try_parse(uuid)
+            .map(TicketId)
+            .map_err(|_| ForeignTicket)?;
+        if tag.len() != SEAL_HEX_CHARS {
+            return Err(ForeignTicket);
+        }
+        let tag = hex::decode(tag).map_err(|_| ForeignTicket)?;
+        // Constant-time comparison of the truncated tag.
+        self.mac(id)
+            .verify_truncated_left(&tag)
+            .map_err(|_| ForeignTicket)?;
+        Ok(id)
+    }
+}
+
+/// The final statuses a ticket can reach (PENDING is the absence of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IssueStatus {
+    Issued,
+    SoldOut,
+    NotStarted,
+    AlreadyIssued,
+}
+
+impl IssueStatus {
+    /// Stable numbers for storage; never renumber.
+    pub fn code(self) -> i16 {
+        match self {
+            IssueStatus::Issued => 1,
+            IssueStatus::SoldOut => 2,
+            IssueStatus::NotStarted => 3,
+            IssueStatus::AlreadyIssued => 4,
+        }
+    }
+
+    pub fn from_code(code: i16) -> Option<Self> {
+        Some(match code {
+            1 => IssueStatus::Issued,
+            2 => IssueStatus::SoldOut,
+            3 => IssueStatus::NotStarted,
+            4 => IssueStatus::AlreadyIssued,
+            _ => return None,
+        })
+    }
+}
+
+/// How one ticket was decided; `coupon_code` is set for ISSUED and ALREADY_ISSUED.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketResult {
+    pub ticket_id: TicketId,
+    pub campaign_id: CampaignId,
+    pub user_id: UserId,
+    pub status: IssueStatus,
+    pub coupon_code: Option<CouponCode>,
+    pub position: LogPosition,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_tickets_open_and_forgeries_do_not() {
+        let seal = TicketSeal::new(&SecretKey::generate());
+        let id = TicketId::generate();
+        let sealed = seal.seal(id);
+        assert_eq!(seal.open(&sealed), Ok(id));
+        assert_eq!(seal.open(&id.to_string()), Err(ForeignTicket));
+        let mut forged = sealed.clone();
+        let last = if forged.ends_with('0') { '1' } else { '0' };
+        forged.pop();
+        forged.push(last);
+        assert_eq!(seal.open(&forged), Err(ForeignTicket));
+        let other = TicketSeal::new(&SecretKey::generate());
+        assert_eq!(other.open(&sealed), Err(ForeignTicket));
+        assert_eq!(seal.open(""), Err(ForeignTicket));
+    }
+
+    #[test]
+    fn status_codes_round_trip() {
+        for s in [
+            IssueStatus::Issued,
+            IssueStatus::SoldOut,
+            IssueStatus::NotStarted,
+            IssueStatus::AlreadyIssued,
+        ] {
+            assert_eq!(IssueStatus::from_code(s.code()), Some(s));
+        }
+        assert_eq!(IssueStatus::from_code(0), None);
+    }
+}

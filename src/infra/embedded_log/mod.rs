@@ -1,0 +1,239 @@
+//! The embedded mode's log: an append-only SQLite table in its own file, written by one
+//! task with group commit. Requests that arrive while a commit is in flight wait in a
+//! bounded queue and are written together by the next one, so one fsync serves hundreds
+//! of requests and every caller is answered only after its record is durable.
+
+mod worker;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use worker::run_worker;
+
+use super::event_codec;
+use super::sql_error::store_error;
+use crate::domain::log::Appended;
+use crate::domain::ports::{IssueLog, LogError, StoreError};
+use crate::domain::{LogEvent, LogPosition, LogRecord};
+
+/// The only partition of the embedded log.
+pub const PARTITION: u32 = 0;
+/// Appends waiting beyond this are refused with `Overloaded` instead of queued.
+const QUEUE_CAPACITY: usize = 65_536;
+/// Most records written by one commit.
+const MAX_GROUP: usize = 4_096;
+
+struct AppendJob {
+    payload: Vec<u8>,
+    reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+/// Cheap to clone; all clones feed the same writer task.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    jobs: mpsc::Sender<AppendJob>,
+    pool: SqlitePool,
+    end: watch::Receiver<u64>,
+}
+
+/// A record as stored, before decoding.
+pub struct RawRecord {
+    pub offset: u64,
+    pub appended_at: DateTime<Utc>,
+    pub payload: String,
+}
+
+impl EmbeddedLog {
+    /// Opens (creating if needed) the log at `path` and starts its writer task.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(store_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // An accepted ticket must survive a power loss, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(store_error)?;
+        sqlx::migrate!("migrations/sqlite-log")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
+        let (next_offset, last_time) = tail(&pool).await?;
+        let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let (end_tx, end) = watch::channel(next_offset);
+        let writer = Writer {
+            pool: pool.clone(),
+            next_offset,
+            last_time,
+            end: end_tx,
+        };
+        tokio::spawn(writer.run(queue));
+        Ok(Self { jobs, pool, end })
+    }
+
+    /// Up to `limit` records from `offset` on, in order.
+    pub async fn read(&self, offset: u64, limit: u32) -> Result<Vec<RawRecord>, StoreError> {
+        const SQL: &str = "SELECT log_offset, appended_at_ms, payload FROM log_records \
+             WHERE log_offset >= ? ORDER BY log_offset LIMIT ?";
+        let from = i64::try_from(offset).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(SQL)
+            .bind(from)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.into_iter()
+            .map(|(offset, at, payload)| {
+                Ok(RawRecord {
+                    offset: u64::try_from(offset).map_err(super::sql_error::corrupt)?,
+                    appended_at: DateTime::from_timestamp_millis(at)
+                        .ok_or_else(|| super::sql_error::corrupt(format!("time {at}")))?,
+                    payload,
+                })
+            })
+            .collect()
+    }
+
+    /// Watches the offset one past the last durable record.
+    pub fn end(&self) -> watch::Receiver<u64> {
+        self.end.clone()
+    }
+}
+
+/// Decodes a stored record; `None` (logged) for one that no longer parses.
+pub fn decode(raw: &RawRecord) -> Option<LogRecord> {
+    match event_codec::decode(raw.payload.as_bytes()) {
+        Ok(event) => Some(LogRecord {
+            position: LogPosition {
+                partition: PARTITION,
+                offset: raw.offset,
+            },
+            appended_at: raw.appended_at,
+            event,
+        }),
+        Err(error) => {
+            tracing::error!(offset = raw.offset, %error, "undecodable log record skipped");
+            None
+        }
+    }
+}
+
+impl IssueLog for EmbeddedLog {
+    async fn append(&self, event: LogEvent) -> Result<Appended, LogError> {
+        let (reply, answer) = oneshot::channel();
+        let job = AppendJob {
+            payload: event_codec::encode(&event),
+            reply,
+        };
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LogError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => {
+                LogError::Unavailable("log writer stopped".into())
+            }
+        })?;
+        answer
+            .await
+            .map_err(|_| LogError::Unavailable("log writer stopped".into()))?
+    }
+}
+
+async fn tail(pool: &SqlitePool) -> Result<(u64, i64), StoreError> {
+    const SQL: &str = "SELECT COALESCE(MAX(log_offset) + 1, 0), COALESCE(MAX(appended_at_ms), 0) FROM log_records";
+    let (next, last): (i64, i64) = sqlx::query_as(SQL)
+        .fetch_one(pool)
+        .await
+        .map_err(store_error)?;
+    Ok((u64::try_from(next).unwrap_or(0), last))
+}
+
+struct Writer {
+    pool: SqlitePool,
+    next_offset: u64,
+    /// Append times never go backwards, even if the wall clock does.
+    last_time: i64,
+    end: watch::Sender<u64>,
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<AppendJob>) {
+        let mut group = Vec::with_capacity(MAX_GROUP);
+        while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+            let result = self.write(&group).await;
+            match result {
+                Ok(appended_at) => {
+                    let written = group.len() as u64;
+                    for (i, job) in group.drain(..).enumerate() {
+                        let position = LogPosition {
+                            partition: PARTITION,
+                            offset: self.next_offset + i as u64,
+                        };
+                        // The caller may have gone away; its record is durable all the same.
+                        let _ = job.reply.send(Ok(Appended {
+                            position,
+                            appended_at,
+                        }));
+                    }
+                    self.next_offset += written;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "log append failed; refusing this group");
+                    for job in group.drain(..) {
+                        let _ = job
+                            .reply
+                            .send(Err(LogError::Unavailable(error.to_string())));
+                    }
+                    // The outcome of a failed commit is read back, not assumed.
+                    match tail(&self.pool).await {
+                        Ok((next, _)) => self.next_offset = next,
+                        Err(error) => tracing::error!(%error, "cannot read the log's tail"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// Writes the group in one transaction; returns its append time.
+    async fn write(&mut self, group: &[AppendJob]) -> Result<DateTime<Utc>, StoreError> {
+        const SQL: &str = "INSERT INTO log_records (log_offset, appended_at_ms, payload) \
+             SELECT ? + key, ?, value FROM json_each(?)";
+        let now = Utc::now().timestamp_millis().max(self.last_time);
+        let mut batch =
+            Vec::with_capacity(group.iter().map(|j| j.payload.len() + 1).sum::<usize>() + 2);
+        batch.push(b'[');
+        for (i, job) in group.iter().enumerate() {
+            if i > 0 {
+                batch.push(b',');
+            }
+            batch.extend_from_slice(&job.payload);
+        }
+        batch.push(b']');
+        let batch = String::from_utf8(batch).map_err(super::sql_error::corrupt)?;
+        let first = i64::try_from(self.next_offset).map_err(super::sql_error::corrupt)?;
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query(SQL)
+            .bind(first)
+            .bind(now)
+            .bind(batch)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        self.last_time = now;
+        let appended_at = DateTime::from_timestamp_millis(now).unwrap_or_else(Utc::now);
+        // Publish the new end after answering positions from the old one.
+        let end = self.next_offset + group.len() as u64;
+        self.end.send_replace(end);
+        Ok(appended_at)
+    }
+}

@@ -1,0 +1,9 @@
+//! Adapters: storage, logs, configuration. The only layer that differs between the
+//! embedded mode (SQLite + the embedded log) and the distributed one (PostgreSQL + Kafka).
+
+pub mod embedded_log;
+pub mod event_codec;
+pub mod secret_file;
+pub mod sql_error;
+pub mod sqlite;
+pub mod telemetry;

@@ -1,0 +1,84 @@
+//! `coupon.v1.CampaignService`: parse, call the use case, map.
+
+use buffa::MessageField;
+use chrono::{DateTime, Utc};
+use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
+
+use super::convert::{self, page_token, parse_page_token};
+use super::errors::invalid_field;
+use super::proto::coupon::v1::*;
+use crate::application::{CreateCampaign, GetCampaign, create_campaign, get_campaign};
+use crate::domain::ports::{CampaignRepository, IssueLog};
+use crate::domain::{CampaignId, CampaignName, TicketSeal, TotalCoupons};
+
+pub struct CampaignApi<R, L> {
+    pub create_campaign: CreateCampaign<R, L>,
+    pub get_campaign: GetCampaign<R>,
+    pub seal: TicketSeal,
+}
+
+impl<R: CampaignRepository, L: IssueLog> CampaignService for CampaignApi<R, L> {
+    async fn create_campaign(
+        &self,
+        _ctx: RequestContext,
+        request: ServiceRequest<'_, CreateCampaignRequest>,
+    ) -> ServiceResult<CreateCampaignResponse> {
+        let input = create_campaign::Input {
+            name: CampaignName::parse(request.name).map_err(|e| invalid_field("name", e))?,
+            total_coupons: TotalCoupons::parse(request.total_coupons)
+                .map_err(|e| invalid_field("total_coupons", e))?,
+            starts_at: parse_starts_at(request.starts_at.as_option())?,
+        };
+        let output = self.create_campaign.execute(input).await?;
+        Ok(Response::new(CreateCampaignResponse {
+            campaign: MessageField::some(convert::campaign(&output.campaign)),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_campaign(
+        &self,
+        _ctx: RequestContext,
+        request: ServiceRequest<'_, GetCampaignRequest>,
+    ) -> ServiceResult<GetCampaignResponse> {
+        let input = get_campaign::Input {
+            campaign_id: CampaignId::parse(request.campaign_id)
+                .map_err(|e| invalid_field("campaign_id", e))?,
+            after_ordinal: parse_page_token(request.page_token).ok_or_else(|| {
+                invalid_field(
+                    "page_token",
+                    "not a token from a previous page of this campaign",
+                )
+            })?,
+            page_size: u32::try_from(request.page_size)
+                .map_err(|_| invalid_field("page_size", "must not be negative"))?,
+        };
+        let output = self.get_campaign.execute(input).await?;
+        Ok(Response::new(GetCampaignResponse {
+            campaign: MessageField::some(convert::campaign(&output.campaign)),
+            coupons: output
+                .coupons
+                .iter()
+                .map(|c| convert::coupon(c, &self.seal))
+                .collect(),
+            next_page_token: output
+                .next_after_ordinal
+                .map(page_token)
+                .unwrap_or_default(),
+            ..Default::default()
+        }))
+    }
+}
+
+fn parse_starts_at(
+    starts_at: Option<&buffa_types::google::protobuf::TimestampView<'_>>,
+) -> Result<DateTime<Utc>, ConnectError> {
+    let view = starts_at.ok_or_else(|| invalid_field("starts_at", "is required"))?;
+    let nanos = u32::try_from(view.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000);
+    nanos
+        .and_then(|n| DateTime::from_timestamp(view.seconds, n))
+        .filter(|t| (1970..=9999).contains(&chrono::Datelike::year(t)))
+        .ok_or_else(|| invalid_field("starts_at", "is not a valid time between 1970 and 9999"))
+}

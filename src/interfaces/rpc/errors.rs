@@ -1,0 +1,166 @@
+//! Every error the API returns is decided here: use-case errors and invalid fields
+//! become Connect codes with a `google.rpc.ErrorInfo` whose `reason` machines can
+//! match on. Internal details are logged, never sent.
+
+use std::collections::HashMap;
+
+use connectrpc::{ConnectError, ErrorCode, ErrorDetail};
+
+use super::proto::google::rpc::ErrorInfo;
+use crate::application::{create_campaign, get_campaign, get_issue_result, issue_coupon};
+use crate::domain::ports::{LogError, StoreError};
+
+const DOMAIN: &str = "coupon.v1";
+
+/// Machine-readable reasons, stable API.
+pub mod reason {
+    pub const INVALID_FIELD: &str = "INVALID_FIELD";
+    pub const CAMPAIGN_NOT_FOUND: &str = "CAMPAIGN_NOT_FOUND";
+    pub const TICKET_NOT_FOUND: &str = "TICKET_NOT_FOUND";
+    pub const CAMPAIGN_NOT_STARTED: &str = "CAMPAIGN_NOT_STARTED";
+    pub const CAMPAIGN_SOLD_OUT: &str = "CAMPAIGN_SOLD_OUT";
+    pub const LOG_UNAVAILABLE: &str = "LOG_UNAVAILABLE";
+    pub const OVERLOADED: &str = "OVERLOADED";
+    pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+}
+
+fn error(
+    code: ErrorCode,
+    reason: &str,
+    message: String,
+    metadata: &[(&str, String)],
+) -> ConnectError {
+    let info = ErrorInfo {
+        reason: reason.to_owned(),
+        domain: DOMAIN.to_owned(),
+        metadata: metadata
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect::<HashMap<_, _>>()
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let mut detail = ErrorDetail::from_message("google.rpc.ErrorInfo", &info);
+    let mut debug = serde_json::Map::new();
+    debug.insert("reason".into(), reason.into());
+    for (k, v) in metadata {
+        debug.insert((*k).to_owned(), v.clone().into());
+    }
+    detail.debug = Some(serde_json::Value::Object(debug));
+    ConnectError::new(code, message).with_detail(detail)
+}
+
+/// `field` is the proto field name, so clients can point at the input.
+pub fn invalid_field(field: &str, why: impl std::fmt::Display) -> ConnectError {
+    error(
+        ErrorCode::InvalidArgument,
+        reason::INVALID_FIELD,
+        format!("{field}: {why}"),
+        &[("field", field.to_owned())],
+    )
+}
+
+fn log_error(e: LogError) -> ConnectError {
+    match e {
+        LogError::Overloaded => error(
+            ErrorCode::Unavailable,
+            reason::OVERLOADED,
+            "too many requests waiting; nothing was accepted, retry later".into(),
+            &[],
+        ),
+        LogError::Unavailable(detail) => {
+            tracing::warn!(%detail, "log unavailable");
+            error(
+                ErrorCode::Unavailable,
+                reason::LOG_UNAVAILABLE,
+                "the issue log cannot accept requests now; nothing was accepted, retry".into(),
+                &[],
+            )
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> ConnectError {
+    match e {
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(%detail, "database unavailable");
+            error(
+                ErrorCode::Unavailable,
+                reason::STORE_UNAVAILABLE,
+                "the database is unavailable; retry".into(),
+                &[],
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "storage error");
+            ConnectError::new(ErrorCode::Internal, "internal error")
+        }
+    }
+}
+
+fn campaign_not_found(id: impl std::fmt::Display) -> ConnectError {
+    error(
+        ErrorCode::NotFound,
+        reason::CAMPAIGN_NOT_FOUND,
+        format!("campaign {id} not found"),
+        &[("campaign_id", id.to_string())],
+    )
+}
+
+impl From<create_campaign::Error> for ConnectError {
+    fn from(e: create_campaign::Error) -> Self {
+        match e {
+            create_campaign::Error::Log(e) => log_error(e),
+            create_campaign::Error::Store(e) => store_error(e),
+        }
+    }
+}
+
+impl From<get_campaign::Error> for ConnectError {
+    fn from(e: get_campaign::Error) -> Self {
+        match e {
+            get_campaign::Error::NotFound(id) => campaign_not_found(id),
+            get_campaign::Error::Store(e) => store_error(e),
+        }
+    }
+}
+
+impl From<issue_coupon::Error> for ConnectError {
+    fn from(e: issue_coupon::Error) -> Self {
+        match e {
+            issue_coupon::Error::NotFound(id) => campaign_not_found(id),
+            issue_coupon::Error::NotStarted { starts_at } => {
+                let starts_at = starts_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                error(
+                    ErrorCode::FailedPrecondition,
+                    reason::CAMPAIGN_NOT_STARTED,
+                    format!("campaign has not started; it starts at {starts_at}"),
+                    &[("starts_at", starts_at.clone())],
+                )
+            }
+            issue_coupon::Error::SoldOut => error(
+                ErrorCode::ResourceExhausted,
+                reason::CAMPAIGN_SOLD_OUT,
+                "campaign is sold out".into(),
+                &[],
+            ),
+            issue_coupon::Error::Log(e) => log_error(e),
+            issue_coupon::Error::Store(e) => store_error(e),
+        }
+    }
+}
+
+impl From<get_issue_result::Error> for ConnectError {
+    fn from(e: get_issue_result::Error) -> Self {
+        match e {
+            get_issue_result::Error::NotFound => error(
+                ErrorCode::NotFound,
+                reason::TICKET_NOT_FOUND,
+                "ticket not found".into(),
+                &[],
+            ),
+            get_issue_result::Error::Store(e) => store_error(e),
+        }
+    }
+}
