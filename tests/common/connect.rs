@@ -1,0 +1,191 @@
+//! A plain Connect JSON client, as any user would write with an HTTP library: POST the
+//! request as JSON to `/<service>/<method>`, read JSON back. No project code involved.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// A Connect error as it arrives on the wire.
+#[derive(Debug, Clone)]
+pub struct RpcError {
+    pub http_status: u16,
+    pub code: String,
+    pub message: String,
+    pub reason: Option<String>,
+    pub metadata: Value,
+}
+
+impl Client {
+    pub fn new(base: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Self {
+            http,
+            base: base.into(),
+        }
+    }
+
+    pub async fn call(&self, method: &str, body: Value) -> Result<Value, RpcError> {
+        let url = format!("{}/{method}", self.base);
+        let response = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| RpcError::transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| RpcError::transport(e.to_string()))?;
+        if status == 200 {
+            return Ok(body);
+        }
+        let detail = body["details"]
+            .get(0)
+            .map(|d| d["debug"].clone())
+            .unwrap_or(Value::Null);
+        Err(RpcError {
+            http_status: status,
+            code: body["code"].as_str().unwrap_or_default().to_owned(),
+            message: body["message"].as_str().unwrap_or_default().to_owned(),
+            reason: detail["reason"].as_str().map(str::to_owned),
+            metadata: detail,
+        })
+    }
+
+    pub async fn health(&self) -> Result<Value, RpcError> {
+        self.call("grpc.health.v1.Health/Check", json!({})).await
+    }
+
+    pub async fn create_campaign(
+        &self,
+        name: &str,
+        total: i64,
+        starts_at: &str,
+    ) -> Result<Value, RpcError> {
+        self.call(
+            "coupon.v1.CampaignService/CreateCampaign",
+            json!({"name": name, "totalCoupons": total, "startsAt": starts_at}),
+        )
+        .await
+        .map(|r| r["campaign"].clone())
+    }
+
+    pub async fn get_campaign(
+        &self,
+        id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Value, RpcError> {
+        self.call(
+            "coupon.v1.CampaignService/GetCampaign",
+            json!({"campaignId": id, "pageSize": page_size, "pageToken": page_token}),
+        )
+        .await
+    }
+
+    /// Every issued coupon of a campaign, following page tokens.
+    pub async fn all_coupons(&self, id: &str) -> Vec<Value> {
+        let mut coupons = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self.get_campaign(id, 0, &token).await.expect("GetCampaign");
+            coupons.extend(page["coupons"].as_array().cloned().unwrap_or_default());
+            token = page["nextPageToken"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if token.is_empty() {
+                return coupons;
+            }
+        }
+    }
+
+    pub async fn issue(&self, campaign_id: &str, user_id: &str) -> Result<Value, RpcError> {
+        self.call(
+            "coupon.v1.CouponService/IssueCoupon",
+            json!({"campaignId": campaign_id, "userId": user_id}),
+        )
+        .await
+    }
+
+    pub async fn result(&self, ticket_id: &str) -> Result<Value, RpcError> {
+        self.call(
+            "coupon.v1.CouponService/GetIssueResult",
+            json!({"ticketId": ticket_id}),
+        )
+        .await
+    }
+
+    /// Polls one ticket until it is final.
+    pub async fn await_one(&self, ticket: &str, limit: Duration) -> Value {
+        let tickets = [ticket.to_owned()];
+        self.await_final(&tickets, limit)
+            .await
+            .remove(ticket)
+            .expect("polled ticket")
+    }
+
+    /// Polls every ticket until it is final; panics if one stays PENDING past `limit`.
+    pub async fn await_final(&self, tickets: &[String], limit: Duration) -> HashMap<String, Value> {
+        let deadline = Instant::now() + limit;
+        let mut open: HashSet<String> = tickets.iter().cloned().collect();
+        let mut done = HashMap::new();
+        while !open.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{} tickets still PENDING after {limit:?}",
+                open.len()
+            );
+            for ticket in open.clone() {
+                let result = self.result(&ticket).await.expect("GetIssueResult");
+                if result["status"] != "ISSUE_STATUS_PENDING" {
+                    open.remove(&ticket);
+                    done.insert(ticket, result);
+                }
+            }
+            if !open.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        done
+    }
+}
+
+impl RpcError {
+    fn transport(message: String) -> Self {
+        Self {
+            http_status: 0,
+            code: "transport".into(),
+            message,
+            reason: None,
+            metadata: Value::Null,
+        }
+    }
+}
+
+/// An RFC 3339 instant `offset` from now.
+pub fn rfc3339_in(offset: chrono::TimeDelta) -> String {
+    (chrono::Utc::now() + offset).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// True for 10 symbols each a Hangul syllable or an ASCII digit (DESIGN §5.2), checked
+/// independently of the project's own code.
+pub fn is_well_formed_code(code: &str) -> bool {
+    code.chars().count() == 10
+        && code
+            .chars()
+            .all(|c| ('\u{AC00}'..='\u{D7A3}').contains(&c) || c.is_ascii_digit())
+}
