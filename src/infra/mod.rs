@@ -5,5 +5,6 @@ pub mod embedded_log;
 pub mod event_codec;
 pub mod secret_file;
 pub mod sql_error;
+pub mod sql_values;
 pub mod sqlite;
 pub mod telemetry;

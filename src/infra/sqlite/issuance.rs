@@ -5,10 +5,11 @@ use serde_json::json;
 use sqlx::{Sqlite, Transaction};
 
 use super::repositories::{CampaignRow, campaign_from_row, insert_campaign};
-use super::{SqliteStore, to_i64, to_millis, to_u64};
+use super::{SqliteStore, to_millis};
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, CouponCode, UserId};
 use crate::infra::sql_error::{corrupt, store_error};
+use crate::infra::sql_values::{to_i64, to_u64};
 
 pub struct SqliteBatch {
     tx: Transaction<'static, Sqlite>,

@@ -57,11 +57,3 @@ fn to_millis(t: DateTime<Utc>) -> i64 {
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("timestamp {ms}")))
 }
-
-fn to_i64(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| corrupt(format!("{n} does not fit a SQL integer")))
-}
-
-fn to_u64(n: i64) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| corrupt(format!("negative count {n}")))
-}

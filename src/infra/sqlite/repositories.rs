@@ -2,13 +2,14 @@
 
 use uuid::Uuid;
 
-use super::{SqliteStore, from_millis, to_i64, to_millis, to_u64};
+use super::{SqliteStore, from_millis, to_millis};
 use crate::domain::ports::{CampaignRepository, StoreError, TicketRepository};
 use crate::domain::{
     Campaign, CampaignId, CampaignName, Coupon, CouponCode, IssueStatus, LogPosition, TicketId,
     TicketResult, TotalCoupons, UserId,
 };
 use crate::infra::sql_error::{corrupt, store_error};
+use crate::infra::sql_values::{to_i64, to_u64};
 
 pub(super) type CampaignRow = (String, String, i64, i64, i64, i64, i64, i64);
 pub(super) type CouponRow = (String, String, i64, String, String, i64);
