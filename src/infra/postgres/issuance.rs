@@ -1,0 +1,210 @@
+//! The issuing worker's transaction on PostgreSQL (READ COMMITTED). The compare-and-set
+//! of the partition's offset is the first write, so its row lock orders concurrent
+//! workers of one partition; the batch's rows then go in one statement per table.
+
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use super::PgStore;
+use super::repositories::{CampaignRow, campaign_from_row, insert_campaign};
+use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
+use crate::domain::{Campaign, CampaignId, CouponCode, UserId};
+use crate::infra::sql_error::{corrupt, store_error};
+use crate::infra::sql_values::{to_i64, to_u64};
+
+pub struct PgBatch {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl IssuanceStore for PgStore {
+    type Batch = PgBatch;
+
+    async fn next_offset(&self, partition: u32) -> Result<u64, StoreError> {
+        const SQL: &str = "SELECT next_offset FROM partition_offsets WHERE log_partition = $1";
+        let stored: Option<i64> = sqlx::query_scalar(SQL)
+            .bind(i64::from(partition))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        stored.map_or(Ok(0), to_u64)
+    }
+
+    /// The fence against zombie workers. Under READ COMMITTED, the second of two
+    /// concurrent `ADVANCE`s of one partition blocks on the row lock the first one took;
+    /// once the first commits, PostgreSQL re-evaluates the second's WHERE against the new
+    /// row version, `next_offset = expected` no longer holds, and it updates 0 rows: only
+    /// one worker can move a partition from a given offset. (If the first rolls back, the
+    /// second proceeds on the unchanged row.) `ENSURE` behaves alike for a partition's
+    /// very first batch: a concurrent insert of the same key waits for the other one.
+    async fn begin(&self, partition: u32, expected: u64, next: u64) -> Result<PgBatch, StoreError> {
+        const ENSURE: &str = "INSERT INTO partition_offsets (log_partition, next_offset) VALUES ($1, 0) \
+             ON CONFLICT (log_partition) DO NOTHING";
+        const ADVANCE: &str = "UPDATE partition_offsets SET next_offset = $1 \
+             WHERE log_partition = $2 AND next_offset = $3";
+        const STORED: &str = "SELECT next_offset FROM partition_offsets WHERE log_partition = $1";
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query(ENSURE)
+            .bind(i64::from(partition))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let advanced = sqlx::query(ADVANCE)
+            .bind(to_i64(next)?)
+            .bind(i64::from(partition))
+            .bind(to_i64(expected)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if advanced.rows_affected() != 1 {
+            // A fresh statement, so a fresh snapshot: it sees the winner's commit.
+            let stored: i64 = sqlx::query_scalar(STORED)
+                .bind(i64::from(partition))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            return Err(StoreError::Fenced {
+                partition,
+                expected,
+                stored: to_u64(stored)?,
+            });
+        }
+        Ok(PgBatch { tx })
+    }
+}
+
+impl IssuanceBatch for PgBatch {
+    /// Locked (`FOR UPDATE`) so that no other transaction moves their counts meanwhile.
+    async fn load_campaigns(&mut self, ids: &[CampaignId]) -> Result<Vec<Campaign>, StoreError> {
+        const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset \
+             FROM campaigns WHERE id = ANY($1) FOR UPDATE";
+        let ids: Vec<Uuid> = ids.iter().map(CampaignId::as_uuid).collect();
+        sqlx::query_as::<_, CampaignRow>(SQL)
+            .bind(ids)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(campaign_from_row)
+            .collect()
+    }
+
+    async fn load_holders(
+        &mut self,
+        campaign: CampaignId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, CouponCode)>, StoreError> {
+        const SQL: &str =
+            "SELECT user_id, code FROM coupons WHERE campaign_id = $1 AND user_id = ANY($2)";
+        let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        sqlx::query_as::<_, (String, String)>(SQL)
+            .bind(campaign.as_uuid())
+            .bind(users)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|(user, code)| {
+                Ok((
+                    UserId::parse(&user).map_err(corrupt)?,
+                    CouponCode::parse(&code).map_err(corrupt)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// One statement per table for the whole batch: rows travel as parallel arrays.
+    async fn commit(mut self, changes: BatchChanges) -> Result<(), StoreError> {
+        const COUPONS: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at) \
+             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::uuid[], $6::timestamptz[])";
+        const TICKETS: &str = "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::smallint[], $5::text[], $6::bigint[], $7::bigint[]) \
+             ON CONFLICT (ticket_id) DO NOTHING";
+        const COUNTS: &str = "UPDATE campaigns AS c SET issued_coupons = v.n \
+             FROM UNNEST($1::uuid[], $2::bigint[]) AS v (id, n) WHERE c.id = v.id";
+
+        // First: the coupons below may belong to a campaign created in this batch.
+        for campaign in &changes.new_campaigns {
+            insert_campaign(&mut *self.tx, campaign).await?;
+        }
+        if !changes.coupons.is_empty() {
+            let n = changes.coupons.len();
+            let (mut codes, mut campaigns, mut ordinals) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut users, mut tickets, mut issued_at) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for c in &changes.coupons {
+                codes.push(c.code.as_str());
+                campaigns.push(c.campaign_id.as_uuid());
+                ordinals.push(to_i64(c.ordinal)?);
+                users.push(c.user_id.as_str());
+                tickets.push(c.ticket_id.as_uuid());
+                issued_at.push(c.issued_at);
+            }
+            sqlx::query(COUPONS)
+                .bind(codes)
+                .bind(campaigns)
+                .bind(ordinals)
+                .bind(users)
+                .bind(tickets)
+                .bind(issued_at)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(store_error)?;
+        }
+        if !changes.tickets.is_empty() {
+            let n = changes.tickets.len();
+            let (mut ids, mut campaigns, mut users, mut statuses) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut codes, mut partitions, mut offsets) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for t in &changes.tickets {
+                ids.push(t.ticket_id.as_uuid());
+                campaigns.push(t.campaign_id.as_uuid());
+                users.push(t.user_id.as_str());
+                statuses.push(t.status.code());
+                codes.push(t.coupon_code.as_ref().map(CouponCode::as_str));
+                partitions.push(i64::from(t.position.partition));
+                offsets.push(to_i64(t.position.offset)?);
+            }
+            sqlx::query(TICKETS)
+                .bind(ids)
+                .bind(campaigns)
+                .bind(users)
+                .bind(statuses)
+                .bind(codes)
+                .bind(partitions)
+                .bind(offsets)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(store_error)?;
+        }
+        if !changes.issued_counts.is_empty() {
+            let mut ids = Vec::with_capacity(changes.issued_counts.len());
+            let mut counts = Vec::with_capacity(changes.issued_counts.len());
+            for (id, issued) in &changes.issued_counts {
+                ids.push(id.as_uuid());
+                counts.push(to_i64(*issued)?);
+            }
+            sqlx::query(COUNTS)
+                .bind(ids)
+                .bind(counts)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(store_error)?;
+        }
+        self.tx.commit().await.map_err(store_error)
+    }
+}

@@ -1,0 +1,169 @@
+//! Reads and the API node's campaign insert.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::domain::ports::{CampaignRepository, StoreError, TicketRepository};
+use crate::domain::{
+    Campaign, CampaignId, CampaignName, Coupon, CouponCode, IssueStatus, LogPosition, TicketId,
+    TicketResult, TotalCoupons, UserId,
+};
+use crate::infra::sql_error::{corrupt, store_error};
+use crate::infra::sql_values::{to_i64, to_partition, to_u64};
+
+pub(super) type CampaignRow = (
+    Uuid,
+    String,
+    i64,
+    i64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    i64,
+    i64,
+);
+pub(super) type CouponRow = (String, Uuid, i64, String, Uuid, DateTime<Utc>);
+
+pub(super) fn campaign_from_row(row: CampaignRow) -> Result<Campaign, StoreError> {
+    let (id, name, total, issued, starts_at, created_at, partition, offset) = row;
+    Ok(Campaign {
+        id: CampaignId::from_uuid(id),
+        name: CampaignName::parse(&name).map_err(corrupt)?,
+        total_coupons: TotalCoupons::parse(total).map_err(corrupt)?,
+        issued_coupons: to_u64(issued)?,
+        starts_at,
+        created_at,
+        origin: LogPosition {
+            partition: to_partition(partition)?,
+            offset: to_u64(offset)?,
+        },
+    })
+}
+
+fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
+    let (code, campaign_id, ordinal, user_id, ticket_id, issued_at) = row;
+    Ok(Coupon {
+        code: CouponCode::parse(&code).map_err(corrupt)?,
+        campaign_id: CampaignId::from_uuid(campaign_id),
+        user_id: UserId::parse(&user_id).map_err(corrupt)?,
+        ticket_id: TicketId::from_uuid(ticket_id),
+        issued_at,
+        ordinal: to_u64(ordinal)?,
+    })
+}
+
+const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset) \
+     VALUES ($1, $2, $3, 0, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+
+pub(super) async fn insert_campaign<'c, E>(executor: E, c: &Campaign) -> Result<(), StoreError>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    sqlx::query(INSERT_CAMPAIGN)
+        .bind(c.id.as_uuid())
+        .bind(c.name.as_str())
+        .bind(to_i64(c.total_coupons.get())?)
+        .bind(c.starts_at)
+        .bind(c.created_at)
+        .bind(i64::from(c.origin.partition))
+        .bind(to_i64(c.origin.offset)?)
+        .execute(executor)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+impl CampaignRepository for PgStore {
+    async fn insert_campaign(&self, campaign: &Campaign) -> Result<(), StoreError> {
+        insert_campaign(&self.pool, campaign).await
+    }
+
+    async fn find_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError> {
+        const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset \
+             FROM campaigns WHERE id = $1";
+        sqlx::query_as::<_, CampaignRow>(SQL)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?
+            .map(campaign_from_row)
+            .transpose()
+    }
+
+    async fn list_coupons(
+        &self,
+        id: CampaignId,
+        after_ordinal: u64,
+        limit: u32,
+    ) -> Result<Vec<Coupon>, StoreError> {
+        const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at FROM coupons \
+             WHERE campaign_id = $1 AND ordinal > $2 ORDER BY ordinal LIMIT $3";
+        sqlx::query_as::<_, CouponRow>(SQL)
+            .bind(id.as_uuid())
+            .bind(to_i64(after_ordinal)?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(coupon_from_row)
+            .collect()
+    }
+}
+
+impl TicketRepository for PgStore {
+    async fn find_ticket(
+        &self,
+        id: TicketId,
+    ) -> Result<Option<(TicketResult, Option<Coupon>)>, StoreError> {
+        const SQL: &str = "SELECT t.campaign_id, t.user_id, t.status, t.coupon_code, t.log_partition, t.log_offset, \
+             c.code, c.campaign_id, c.ordinal, c.user_id, c.ticket_id, c.issued_at \
+             FROM ticket_results t LEFT JOIN coupons c ON c.code = t.coupon_code WHERE t.ticket_id = $1";
+        type Row = (
+            Uuid,
+            String,
+            i16,
+            Option<String>,
+            i64,
+            i64,
+            Option<String>,
+            Option<Uuid>,
+            Option<i64>,
+            Option<String>,
+            Option<Uuid>,
+            Option<DateTime<Utc>>,
+        );
+        let Some(row) = sqlx::query_as::<_, Row>(SQL)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let (campaign_id, user_id, status, code, partition, offset, c0, c1, c2, c3, c4, c5) = row;
+        let result = TicketResult {
+            ticket_id: id,
+            campaign_id: CampaignId::from_uuid(campaign_id),
+            user_id: UserId::parse(&user_id).map_err(corrupt)?,
+            status: IssueStatus::from_code(status)
+                .ok_or_else(|| corrupt(format!("ticket status {status}")))?,
+            coupon_code: code
+                .as_deref()
+                .map(CouponCode::parse)
+                .transpose()
+                .map_err(corrupt)?,
+            position: LogPosition {
+                partition: to_partition(partition)?,
+                offset: to_u64(offset)?,
+            },
+        };
+        let coupon = match (c0, c1, c2, c3, c4, c5) {
+            (Some(c0), Some(c1), Some(c2), Some(c3), Some(c4), Some(c5)) => {
+                Some(coupon_from_row((c0, c1, c2, c3, c4, c5))?)
+            }
+            _ => None,
+        };
+        Ok(Some((result, coupon)))
+    }
+}
