@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod connect;
+pub mod pg;
 pub mod process;
