@@ -3,6 +3,7 @@
 
 pub mod embedded_log;
 pub mod event_codec;
+pub mod kafka;
 pub mod postgres;
 pub mod secret_file;
 pub mod sql_error;

@@ -1,0 +1,85 @@
+//! The producer side: appends events, answers once the broker acknowledged them
+//! (acks=all, idempotent producer: retries never duplicate or reorder a record).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Timestamp;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::{TopicSettings, client_config};
+use crate::domain::log::Appended;
+use crate::domain::ports::{IssueLog, LogError};
+use crate::domain::{LogEvent, LogPosition};
+use crate::infra::event_codec;
+
+/// Cheap to clone; clones share one producer (and its batching).
+#[derive(Clone)]
+pub struct KafkaLog {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaLog {
+    /// `ack_timeout` bounds how long a request waits for the broker before the caller
+    /// is told `unavailable`.
+    pub fn new(settings: &TopicSettings, ack_timeout: Duration) -> Result<Self, KafkaError> {
+        let producer = client_config(&settings.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // Batches form while the previous one is in flight; 1 ms adds little latency.
+            .set("linger.ms", "1")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", ack_timeout.as_millis().to_string())
+            // A bounded queue: beyond it the API sheds load instead of queueing.
+            .set("queue.buffering.max.messages", "200000")
+            .create()?;
+        Ok(Self {
+            producer,
+            topic: settings.topic.clone(),
+        })
+    }
+}
+
+impl IssueLog for KafkaLog {
+    async fn append(&self, event: LogEvent) -> Result<Appended, LogError> {
+        let key = event.campaign_id().as_uuid();
+        let payload = event_codec::encode(&event);
+        let record = FutureRecord::to(&self.topic)
+            .key(key.as_bytes())
+            .payload(&payload);
+        let delivery = match self.producer.send_result(record) {
+            Ok(delivery) => delivery,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                return Err(LogError::Overloaded);
+            }
+            Err((error, _)) => return Err(LogError::Unavailable(error.to_string())),
+        };
+        let delivered = delivery
+            .await
+            .map_err(|_| LogError::Unavailable("producer shut down".into()))?
+            .map_err(|(error, _)| LogError::Unavailable(error.to_string()))?;
+        let position = LogPosition {
+            partition: u32::try_from(delivered.partition)
+                .map_err(|_| LogError::Unavailable("negative partition".into()))?,
+            offset: u64::try_from(delivered.offset)
+                .map_err(|_| LogError::Unavailable("negative offset".into()))?,
+        };
+        Ok(Appended {
+            position,
+            appended_at: append_time(delivered.timestamp),
+        })
+    }
+}
+
+/// The broker's append time; a topic without `LogAppendTime` is a misconfiguration
+/// the worker reports, and the caller then sees this node's clock.
+pub(super) fn append_time(timestamp: Timestamp) -> DateTime<Utc> {
+    match timestamp {
+        Timestamp::LogAppendTime(ms) | Timestamp::CreateTime(ms) => {
+            DateTime::from_timestamp_millis(ms).unwrap_or_else(Utc::now)
+        }
+        Timestamp::NotAvailable => Utc::now(),
+    }
+}

@@ -1,0 +1,74 @@
+//! Apache Kafka as the issue log of the distributed mode. One topic; records keyed by
+//! campaign id, so a campaign lives in one partition and is decided in its order. The
+//! topic uses `LogAppendTime`: the partition leader's clock stamps every record, and
+//! that one clock decides whether a request came before a campaign's start.
+
+mod log;
+mod worker;
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+pub use log::KafkaLog;
+pub use worker::{WorkerSettings, run_worker};
+
+/// Where the log lives and how its topic is made.
+#[derive(Debug, Clone)]
+pub struct TopicSettings {
+    pub brokers: String,
+    pub topic: String,
+    /// Used only when the topic does not exist yet.
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("cannot create topic {topic}: {code}")]
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+/// Creates the topic if it is missing: infinite retention (the log is the source of
+/// truth, a rebuild replays it from the start) and broker-side append timestamps.
+pub async fn ensure_topic(settings: &TopicSettings) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .create()?;
+    let topic = NewTopic::new(
+        &settings.topic,
+        settings.partitions,
+        TopicReplication::Fixed(settings.replication_factor),
+    )
+    .set("message.timestamp.type", "LogAppendTime")
+    .set("retention.ms", "-1")
+    .set("retention.bytes", "-1");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics([&topic], &options).await? {
+        match result {
+            Ok(_) => {
+                tracing::info!(topic = %settings.topic, partitions = settings.partitions, "created topic")
+            }
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+fn client_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        // librdkafka logs through its own channel; keep it for warnings and errors.
+        .set("log_level", "4");
+    config
+}

@@ -1,0 +1,230 @@
+//! The distributed mode: `producer` nodes (the API) and `consumer` nodes (issuing
+//! workers) on Apache Kafka and PostgreSQL, any number of each. Flags and env vars are
+//! defined here so the two binaries stay a few lines each.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::application::{
+    CreateCampaign, GetCampaign, GetIssueResult, IssueCoupon, IssueCoupons, issue_coupon,
+};
+use crate::domain::ports::StoreError;
+use crate::domain::secret::SecretKeyError;
+use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
+use crate::infra::kafka::{self, KafkaLog, KafkaSetupError, TopicSettings, WorkerSettings};
+use crate::infra::postgres::PgStore;
+use crate::infra::secret_file::{self, SecretFileError};
+use crate::infra::telemetry::LogFormat;
+use crate::interfaces::rpc::{CampaignApi, CouponApi, server};
+
+/// Flags both node kinds share.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:59092")]
+    pub kafka_brokers: String,
+
+    /// PostgreSQL URL; migrations run at start (safe with several nodes starting).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://coupon:coupon@127.0.0.1:55432/coupon"
+    )]
+    pub database_url: String,
+
+    /// The issue log's topic.
+    #[arg(long, env = "COUPON_TOPIC", default_value = "coupon.issue-log")]
+    pub topic: String,
+
+    /// Partitions of the topic when this node has to create it. Campaigns are spread
+    /// over partitions; one partition is decided by one consumer at a time.
+    #[arg(long, env = "COUPON_PARTITIONS", default_value_t = 16)]
+    pub partitions: i32,
+
+    /// Replication factor of the topic when this node has to create it.
+    #[arg(long, env = "COUPON_REPLICATION_FACTOR", default_value_t = 1)]
+    pub replication_factor: i32,
+
+    /// File holding the deployment's secret key (64 hex characters). Every node must
+    /// have the same key: it makes codes reproducible and authenticates tickets.
+    #[arg(long, env = "COUPON_SECRET_KEY_FILE", conflicts_with = "secret_key")]
+    pub secret_key_file: Option<PathBuf>,
+
+    /// The secret key itself (64 hex characters), instead of a file.
+    #[arg(long, env = "COUPON_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Most database connections this node opens.
+    #[arg(long, env = "COUPON_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Log format on stderr; RUST_LOG sets the level (default info).
+    #[arg(long, env = "COUPON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ProducerArgs {
+    /// Address to serve the API on (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c).
+    #[arg(long, env = "COUPON_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// How long IssueCoupon waits for the broker's acknowledgement before answering
+    /// `unavailable`.
+    #[arg(long, env = "COUPON_ACK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub ack_timeout_ms: u64,
+
+    /// Requests earlier than the start by more than this (by this node's clock) are
+    /// refused at once; closer ones go to the log, whose append clock decides.
+    #[arg(long, env = "COUPON_CLOCK_SKEW_ALLOWANCE_MS", default_value_t = 500)]
+    pub clock_skew_allowance_ms: i64,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConsumerArgs {
+    /// Consumer group; workers of one group share the partitions.
+    #[arg(long, env = "COUPON_GROUP", default_value = "coupon-issuers")]
+    pub group: String,
+
+    /// How long a silent worker keeps its partitions before the group moves them.
+    #[arg(long, env = "COUPON_SESSION_TIMEOUT_MS", default_value_t = 6_000)]
+    pub session_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "a secret key is required: --secret-key-file or COUPON_SECRET_KEY (64 hex characters, the same on every node)"
+    )]
+    NoSecret,
+    #[error("secret key: {0}")]
+    BadSecret(#[from] SecretKeyError),
+    #[error(transparent)]
+    SecretFile(#[from] SecretFileError),
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaSetupError),
+    #[error("kafka client: {0}")]
+    KafkaClient(#[from] rdkafka::error::KafkaError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+impl CommonArgs {
+    fn secret(&self) -> Result<SecretKey, StartError> {
+        match (&self.secret_key_file, &self.secret_key) {
+            (Some(path), _) => Ok(secret_file::load(path)?),
+            (None, Some(hex)) => Ok(SecretKey::from_hex(hex)?),
+            (None, None) => Err(StartError::NoSecret),
+        }
+    }
+
+    fn topic(&self) -> TopicSettings {
+        TopicSettings {
+            brokers: self.kafka_brokers.clone(),
+            topic: self.topic.clone(),
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+        }
+    }
+}
+
+/// A started API node.
+pub struct RunningProducer {
+    pub addr: SocketAddr,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningProducer {
+    pub async fn wait(self) -> Result<(), StartError> {
+        self.server
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(StartError::Serve)
+    }
+}
+
+/// Starts an API node; it serves until `shutdown` is cancelled.
+pub async fn start_producer(
+    args: ProducerArgs,
+    shutdown: CancellationToken,
+) -> Result<RunningProducer, StartError> {
+    let secret = args.common.secret()?;
+    let topic = args.common.topic();
+    kafka::ensure_topic(&topic).await?;
+    let store = PgStore::connect(&args.common.database_url, args.common.db_max_connections).await?;
+    let log = KafkaLog::new(&topic, Duration::from_millis(args.ack_timeout_ms))?;
+    let seal = TicketSeal::new(&secret);
+    let campaigns = CampaignApi {
+        create_campaign: CreateCampaign::new(store.clone(), log.clone()),
+        get_campaign: GetCampaign::new(store.clone()),
+        seal: seal.clone(),
+    };
+    let coupons = CouponApi {
+        issue_coupon: IssueCoupon::new(
+            store.clone(),
+            log,
+            seal.clone(),
+            issue_coupon::Settings {
+                campaign_ttl: Duration::from_millis(100),
+                clock_skew_allowance: TimeDelta::milliseconds(args.clock_skew_allowance_ms),
+            },
+        ),
+        get_issue_result: GetIssueResult::new(store, seal.clone()),
+        seal,
+    };
+    let (app, _health) = server::app(campaigns, coupons);
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: args.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: args.listen,
+        source,
+    })?;
+    tracing::info!(%addr, topic = %topic.topic, "coupon producer (API) listening");
+    let server = tokio::spawn(server::serve(listener, app, shutdown));
+    Ok(RunningProducer { addr, server })
+}
+
+/// Runs an issuing worker until `shutdown` is cancelled.
+pub async fn run_consumer(
+    args: ConsumerArgs,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let secret = args.common.secret()?;
+    let topic = args.common.topic();
+    kafka::ensure_topic(&topic).await?;
+    let store = PgStore::connect(&args.common.database_url, args.common.db_max_connections).await?;
+    let issue = Arc::new(IssueCoupons::new(
+        store.clone(),
+        CodeGenerator::new(&secret),
+    ));
+    let settings = WorkerSettings {
+        group: args.group,
+        session_timeout: Duration::from_millis(args.session_timeout_ms),
+    };
+    kafka::run_worker(topic, settings, store, issue, shutdown).await?;
+    Ok(())
+}
