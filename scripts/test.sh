@@ -9,4 +9,6 @@ scripts/install-build-deps.sh
 eval "$(scripts/services.sh up)"
 export DATABASE_URL KAFKA_BROKERS
 echo "test: DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=$KAFKA_BROKERS" >&2
+# The distributed tests run the built `producer` and `consumer` binaries as processes.
+cargo build --workspace --release --bins
 cargo test --workspace --release "$@"

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod connect;
+pub mod flood;
 pub mod pg;
 pub mod process;
