@@ -1,0 +1,379 @@
+//! One benchmark run: health baseline, a campaign, the flood, then every ticket polled
+//! to its final status, the campaign listed, and DESIGN §5 verified on the answers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use futures::FutureExt;
+use futures::stream::{self, StreamExt};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::client::{Api, Refusal};
+use crate::load::{Accepted, AcceptedLog, Pool, Request, Shape, Users, drive};
+use crate::report::Report;
+use crate::stats::Latency;
+use crate::verify::{CampaignRecord, PENDING, RunRecord, TicketRecord, verify};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub targets: Vec<String>,
+    pub shape: Shape,
+    pub http2: bool,
+    pub users: u64,
+    pub repeat_ratio: f64,
+    pub coupons: u64,
+    pub start_in: Duration,
+    pub health_duration: Duration,
+    pub poll_timeout: Duration,
+    /// Follow every n-th accepted ticket live to measure ticket-to-final latency.
+    pub final_sample_every: u64,
+    pub progress: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("http client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("{what}: {refusal:?}")]
+    Api {
+        what: &'static str,
+        refusal: Refusal,
+    },
+    #[error("unexpected answer: {0}")]
+    Answer(String),
+}
+
+pub async fn run(options: Options) -> Result<Report, BenchError> {
+    let pool = connect(&options)?;
+    pool.first()
+        .health()
+        .await
+        .map_err(|refusal| BenchError::Api {
+            what: "health check",
+            refusal,
+        })?;
+
+    let bar = progress_bar(options.progress);
+    bar.set_message("health baseline");
+    let health_shape = Shape {
+        duration: options.health_duration,
+        max_requests: None,
+        ..options.shape
+    };
+    let health_request: Request =
+        Arc::new(|_, api: Api| async move { api.health().await.map(drop) }.boxed());
+    let health = drive(&pool, health_shape, health_request).await;
+
+    // The campaign starts `start_in` from now; the load starts at once, so requests
+    // before the start are sent too, and must get nothing.
+    let starts_at = Utc::now() + TimeDelta::from_std(options.start_in).unwrap_or_default();
+    let starts_at_text = starts_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let name = format!("coupon-bench {}", Utc::now().format("%Y-%m-%d %H:%M:%S"));
+    let created = pool
+        .first()
+        .create_campaign(&name, options.coupons, &starts_at_text)
+        .await
+        .map_err(|refusal| BenchError::Api {
+            what: "CreateCampaign",
+            refusal,
+        })?;
+    let campaign_id = created["campaign"]["id"]
+        .as_str()
+        .ok_or_else(|| BenchError::Answer(created.to_string()))?
+        .to_owned();
+    let starts_at = parse_time(&created["campaign"]["startsAt"]).unwrap_or(starts_at);
+
+    let accepted: AcceptedLog = Default::default();
+    let final_latency = Arc::new(Latency::default());
+    let (sample_tx, sample_rx) = mpsc::unbounded_channel();
+    let sampler = tokio::spawn(follow_samples(
+        pool.clone(),
+        sample_rx,
+        final_latency.clone(),
+        options.poll_timeout,
+    ));
+    let users = Arc::new(Users::new(
+        format!("bench-{:08x}", rand::random::<u32>()),
+        options.users,
+        options.repeat_ratio,
+    ));
+    let ambiguous = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let issue_request: Request = {
+        let (campaign_id, accepted, users, ambiguous) = (
+            campaign_id.clone(),
+            accepted.clone(),
+            users.clone(),
+            ambiguous.clone(),
+        );
+        let every = options.final_sample_every.max(1);
+        Arc::new(move |n, api: Api| {
+            let (campaign_id, accepted, users, ambiguous, sample_tx) = (
+                campaign_id.clone(),
+                accepted.clone(),
+                users.clone(),
+                ambiguous.clone(),
+                sample_tx.clone(),
+            );
+            async move {
+                let user_id = users.next();
+                let answer = api.issue(&campaign_id, &user_id).await;
+                let answer = match answer {
+                    Ok(answer) => answer,
+                    Err(refusal) => {
+                        if refusal.code == "transport" {
+                            ambiguous.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return Err(refusal);
+                    }
+                };
+                let answered = Instant::now();
+                let ticket_id = answer["ticketId"].as_str().unwrap_or_default().to_owned();
+                let accepted_at = parse_time(&answer["acceptedAt"]).unwrap_or_else(Utc::now);
+                if n % every == 0 {
+                    let _ = sample_tx.send((ticket_id.clone(), answered));
+                }
+                accepted.lock().await.push(Accepted {
+                    ticket_id,
+                    user_id,
+                    accepted_at,
+                    answered,
+                });
+                Ok(())
+            }
+            .boxed()
+        })
+    };
+    bar.set_message("IssueCoupon flood");
+    let ticker = tick_progress(bar.clone(), accepted.clone());
+    let issue = drive(&pool, options.shape, issue_request).await;
+    ticker.abort();
+    let load_ended = Instant::now();
+
+    // Resolution: the last accepted tickets final means the log is drained behind them.
+    bar.set_message("waiting for the last tickets");
+    let mut accepted = std::mem::take(&mut *accepted.lock().await);
+    accepted.sort_by_key(|a| a.answered);
+    let tail: Vec<String> = accepted
+        .iter()
+        .rev()
+        .take(50)
+        .map(|a| a.ticket_id.clone())
+        .collect();
+    let get_result_latency = Latency::default();
+    poll_all(
+        &pool,
+        &tail,
+        &get_result_latency,
+        options.poll_timeout,
+        options.shape.connections,
+    )
+    .await;
+    let resolved_after = load_ended.elapsed();
+
+    bar.set_message(format!("polling {} tickets", accepted.len()));
+    let ids: Vec<String> = accepted.iter().map(|a| a.ticket_id.clone()).collect();
+    let finals = poll_all(
+        &pool,
+        &ids,
+        &get_result_latency,
+        options.poll_timeout,
+        options.shape.connections,
+    )
+    .await;
+    drop(sampler);
+
+    bar.set_message("GetCampaign");
+    let get_campaign_latency = Latency::default();
+    let (issued_coupons, listed_codes) =
+        list_campaign(pool.first(), &campaign_id, &get_campaign_latency).await?;
+    bar.finish_and_clear();
+
+    let record = RunRecord {
+        campaigns: vec![CampaignRecord {
+            id: campaign_id.clone(),
+            total: options.coupons,
+            starts_at,
+            issued_coupons,
+            listed_codes,
+        }],
+        tickets: accepted
+            .iter()
+            .map(|a| {
+                let result = finals.get(&a.ticket_id);
+                TicketRecord {
+                    ticket_id: a.ticket_id.clone(),
+                    campaign_id: campaign_id.clone(),
+                    user_id: a.user_id.clone(),
+                    accepted_at: a.accepted_at,
+                    status: result.and_then(|r| r["status"].as_str()).map(str::to_owned),
+                    code: result
+                        .and_then(|r| r["coupon"]["code"].as_str())
+                        .map(str::to_owned),
+                }
+            })
+            .collect(),
+        ambiguous_requests: ambiguous.load(Ordering::Relaxed),
+    };
+    let verdict = verify(&record);
+    Ok(Report::new(
+        &options,
+        &health,
+        &issue,
+        &final_latency,
+        &get_result_latency,
+        &get_campaign_latency,
+        resolved_after,
+        verdict,
+    ))
+}
+
+fn connect(options: &Options) -> Result<Pool, BenchError> {
+    let mut apis = Vec::new();
+    for target in &options.targets {
+        // h2c multiplexes on one connection per client: open as many as asked.
+        let per_target = if options.http2 {
+            options.shape.connections.max(1)
+        } else {
+            1
+        };
+        for _ in 0..per_target {
+            apis.push(Api::new(target, options.http2)?);
+        }
+    }
+    Ok(Pool::new(apis))
+}
+
+fn parse_time(value: &serde_json::Value) -> Option<DateTime<Utc>> {
+    value.as_str()?.parse().ok()
+}
+
+/// Follows sampled tickets from their acceptance to their final status.
+async fn follow_samples(
+    pool: Pool,
+    mut samples: mpsc::UnboundedReceiver<(String, Instant)>,
+    latency: Arc<Latency>,
+    limit: Duration,
+) {
+    let mut pending: Vec<(String, Instant)> = Vec::new();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        loop {
+            match samples.try_recv() {
+                Ok(sample) => pending.push(sample),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        let results =
+            futures::future::join_all(pending.iter().map(|(t, _)| pool.pick().result(t))).await;
+        let now = Instant::now();
+        let mut still = Vec::new();
+        for ((ticket, since), result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(r) if r["status"] != PENDING => latency.record(now - since),
+                _ if now - since > limit => {}
+                _ => still.push((ticket, since)),
+            }
+        }
+        pending = still;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls every ticket until final (or `limit`); returns the final answers.
+async fn poll_all(
+    pool: &Pool,
+    tickets: &[String],
+    latency: &Latency,
+    limit: Duration,
+    concurrency: usize,
+) -> BTreeMap<String, serde_json::Value> {
+    let deadline = Instant::now() + limit;
+    stream::iter(tickets.iter().cloned())
+        .map(|ticket| async move {
+            loop {
+                let sent = Instant::now();
+                let answer = pool.pick().result(&ticket).await;
+                latency.record(sent.elapsed());
+                match answer {
+                    Ok(r) if r["status"] != PENDING => return Some((ticket, r)),
+                    _ if Instant::now() > deadline => return None,
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await
+}
+
+async fn list_campaign(
+    api: &Api,
+    id: &str,
+    latency: &Latency,
+) -> Result<(u64, Vec<String>), BenchError> {
+    let mut codes = Vec::new();
+    let mut token = String::new();
+    loop {
+        let sent = Instant::now();
+        let page = api
+            .get_campaign(id, &token)
+            .await
+            .map_err(|refusal| BenchError::Api {
+                what: "GetCampaign",
+                refusal,
+            })?;
+        latency.record(sent.elapsed());
+        for coupon in page["coupons"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            codes.push(coupon["code"].as_str().unwrap_or_default().to_owned());
+        }
+        token = page["nextPageToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if token.is_empty() {
+            let issued = page["campaign"]["issuedCoupons"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            return Ok((issued, codes));
+        }
+    }
+}
+
+fn progress_bar(visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn tick_progress(bar: ProgressBar, accepted: AcceptedLog) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let n = accepted.lock().await.len();
+            let rate = n as f64 / started.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!("IssueCoupon flood: {n} accepted ({rate:.0}/s)"));
+        }
+    })
+}

@@ -1,0 +1,92 @@
+//! A short run of the built `coupon-bench` against the embedded server: it must finish,
+//! exit 0 (all invariants hold) and write the JSON figures scripts rely on.
+
+use std::process::Command;
+
+use coupon::modes::embedded;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_run_against_the_embedded_server_verifies_and_reports() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = embedded::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().join("data"),
+    };
+    let running = embedded::start(config).await.expect("server");
+    let target = format!("http://{}", running.addr);
+    let json = dir.path().join("bench.json");
+    let json_path = json.to_str().expect("utf8").to_owned();
+    let args: Vec<String> = [
+        "--target",
+        &target,
+        "--mode",
+        "open",
+        "--rate",
+        "500",
+        "--duration",
+        "2",
+        "--health-duration",
+        "0.5",
+        "--coupons",
+        "300",
+        "--users",
+        "800",
+        "--repeat-ratio",
+        "0.1",
+        "--start-in",
+        "0.5",
+        "--connections",
+        "16",
+        "--quiet",
+        "--json",
+        &json_path,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_coupon-bench"))
+            .args(args)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("run coupon-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "coupon-bench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("invariants: all hold"), "{stdout}");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse");
+    for key in [
+        "accepted_per_s",
+        "health_per_s",
+        "ratio_to_health",
+        "issued",
+        "expected_issued",
+    ] {
+        assert!(report[key].is_number(), "{key} missing: {report}");
+    }
+    for key in ["accept_latency_ms", "final_latency_ms"] {
+        for p in ["p50", "p99", "p999", "max"] {
+            assert!(report[key][p].is_number(), "{key}.{p} missing");
+        }
+    }
+    assert_eq!(report["violations"], serde_json::json!([]));
+    assert_eq!(report["issued"], report["expected_issued"]);
+    assert!(report["health_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(report["accepted_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+    // Load began before the start: some requests must have been turned away for it.
+    assert!(
+        report["refused"]["failed_precondition/CAMPAIGN_NOT_STARTED"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{report}"
+    );
+    running.stop().await.expect("stop");
+}
