@@ -9,12 +9,9 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use clap::Args;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::application::{
-    CreateCampaign, GetCampaign, GetIssueResult, IssueCoupon, IssueCoupons, issue_coupon,
-};
+use crate::application::{IssueCoupons, issue_coupon};
 use crate::domain::ports::StoreError;
 use crate::domain::secret::SecretKeyError;
 use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
@@ -22,7 +19,7 @@ use crate::infra::kafka::{self, KafkaLog, KafkaSetupError, TopicSettings, Worker
 use crate::infra::postgres::PgStore;
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::infra::telemetry::LogFormat;
-use crate::interfaces::rpc::{CampaignApi, CouponApi, server};
+use crate::interfaces::rpc::server;
 
 /// Flags both node kinds share.
 #[derive(Args, Debug, Clone)]
@@ -173,36 +170,17 @@ pub async fn start_producer(
     kafka::ensure_topic(&topic).await?;
     let store = PgStore::connect(&args.common.database_url, args.common.db_max_connections).await?;
     let log = KafkaLog::new(&topic, Duration::from_millis(args.ack_timeout_ms))?;
-    let seal = TicketSeal::new(&secret);
-    let campaigns = CampaignApi {
-        create_campaign: CreateCampaign::new(store.clone(), log.clone()),
-        get_campaign: GetCampaign::new(store.clone()),
-        seal: seal.clone(),
+    let accept = issue_coupon::Settings {
+        campaign_ttl: Duration::from_millis(100),
+        clock_skew_allowance: TimeDelta::milliseconds(args.clock_skew_allowance_ms),
     };
-    let coupons = CouponApi {
-        issue_coupon: IssueCoupon::new(
-            store.clone(),
-            log,
-            seal.clone(),
-            issue_coupon::Settings {
-                campaign_ttl: Duration::from_millis(100),
-                clock_skew_allowance: TimeDelta::milliseconds(args.clock_skew_allowance_ms),
-            },
-        ),
-        get_issue_result: GetIssueResult::new(store, seal.clone()),
-        seal,
-    };
-    let (app, _health) = server::app(campaigns, coupons);
-    let listener = TcpListener::bind(args.listen)
+    let app = super::api(store, log, TicketSeal::new(&secret), accept);
+    let (listener, addr) = super::bind(args.listen)
         .await
         .map_err(|source| StartError::Listen {
             addr: args.listen,
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: args.listen,
-        source,
-    })?;
     tracing::info!(%addr, topic = %topic.topic, "coupon producer (API) listening");
     let server = tokio::spawn(server::serve(listener, app, shutdown));
     Ok(RunningProducer { addr, server })

@@ -7,19 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::application::{
-    CreateCampaign, GetCampaign, GetIssueResult, IssueCoupon, IssueCoupons, issue_coupon,
-};
+use crate::application::{IssueCoupons, issue_coupon};
 use crate::domain::ports::StoreError;
 use crate::domain::{CodeGenerator, TicketSeal};
 use crate::infra::embedded_log::{self, EmbeddedLog};
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::infra::sqlite::SqliteStore;
-use crate::interfaces::rpc::{CampaignApi, CouponApi, server};
+use crate::interfaces::rpc::server;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -87,39 +84,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let secret = secret_file::load_or_create(&config.data_dir.join("secret.key"))?;
     let store = SqliteStore::open(&config.data_dir.join("coupon.sqlite")).await?;
     let log = EmbeddedLog::open(&config.data_dir.join("log.sqlite")).await?;
-    let seal = TicketSeal::new(&secret);
 
-    let campaigns = CampaignApi {
-        create_campaign: CreateCampaign::new(store.clone(), log.clone()),
-        get_campaign: GetCampaign::new(store.clone()),
-        seal: seal.clone(),
-    };
-    let coupons = CouponApi {
-        issue_coupon: IssueCoupon::new(
-            store.clone(),
-            log.clone(),
-            seal.clone(),
-            issue_coupon::Settings {
-                campaign_ttl: Duration::from_millis(100),
-                // The API and the log share this process's clock.
-                clock_skew_allowance: TimeDelta::zero(),
-            },
-        ),
-        get_issue_result: GetIssueResult::new(store.clone(), seal.clone()),
-        seal,
-    };
-    let (app, _health) = server::app(campaigns, coupons);
-
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.listen,
-        source,
-    })?;
+    let app = super::api(
+        store.clone(),
+        log.clone(),
+        TicketSeal::new(&secret),
+        issue_coupon::Settings {
+            campaign_ttl: Duration::from_millis(100),
+            // The API and the log share this process's clock.
+            clock_skew_allowance: TimeDelta::zero(),
+        },
+    );
+    let (listener, addr) =
+        super::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
     let shutdown = CancellationToken::new();
     let issue = Arc::new(IssueCoupons::new(
         store.clone(),
