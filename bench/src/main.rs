@@ -74,6 +74,10 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     final_sample_every: u64,
 
+    /// Times the whole campaign is listed with GetCampaign at the end (latency figures).
+    #[arg(long, default_value_t = 1)]
+    campaign_reads: u32,
+
     /// Write every figure to this file as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -107,6 +111,7 @@ async fn main() -> ExitCode {
         health_duration: Duration::from_secs_f64(cli.health_duration.max(0.1)),
         poll_timeout: Duration::from_secs_f64(cli.poll_timeout.max(1.0)),
         final_sample_every: cli.final_sample_every,
+        campaign_reads: cli.campaign_reads.max(1),
         progress: !cli.quiet,
     };
     let report = match run::run(options).await {

@@ -31,6 +31,8 @@ pub struct Options {
     pub poll_timeout: Duration,
     /// Follow every n-th accepted ticket live to measure ticket-to-final latency.
     pub final_sample_every: u64,
+    /// Times the whole campaign is listed at the end, for GetCampaign latency.
+    pub campaign_reads: u32,
     pub progress: bool,
 }
 
