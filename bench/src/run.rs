@@ -192,6 +192,9 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
     let get_campaign_latency = Latency::default();
     let (issued_coupons, listed_codes) =
         list_campaign(pool.first(), &campaign_id, &get_campaign_latency).await?;
+    for _ in 1..options.campaign_reads {
+        list_campaign(pool.first(), &campaign_id, &get_campaign_latency).await?;
+    }
     bar.finish_and_clear();
 
     let record = RunRecord {
