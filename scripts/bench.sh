@@ -32,7 +32,7 @@ start_server() {
       psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS coupon_bench WITH (FORCE)" -c "CREATE DATABASE coupon_bench" >/dev/null
       export DATABASE_URL=${DATABASE_URL%/*}/coupon_bench
       target/release/producer --listen "127.0.0.1:$port" 2>"$out/producer.log" & pids+=($!)
-      target/release/consumer --group "$topic" 2>"$out/consumer.log" & pids+=($!) ;;
+      RUST_LOG=${BENCH_CONSUMER_LOG:-info} target/release/consumer --group "$topic" 2>"$out/consumer.log" & pids+=($!) ;;
     *) echo "usage: $0 embedded|distributed" >&2; exit 2 ;;
   esac
   for _ in $(seq 100); do

