@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use coupon::infra::telemetry::{self, LogFormat};
-use coupon::modes::{embedded, shutdown};
+use coupon::modes::{AdminArgs, embedded, shutdown};
 
 /// First-come-first-served coupon issuance service, embedded mode: the Connect API and
 /// the issuing worker in one process, state and a durable log in SQLite files under
@@ -23,6 +23,9 @@ struct Args {
     #[arg(long, env = "COUPON_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
 
+    #[command(flatten)]
+    admin: AdminArgs,
+
     /// Log format on stderr; RUST_LOG sets the level (default info).
     #[arg(long, env = "COUPON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -35,6 +38,7 @@ async fn main() -> ExitCode {
     let config = embedded::Config {
         listen: args.listen,
         data_dir: args.data_dir,
+        admin: args.admin,
     };
     let running = match embedded::start(config).await {
         Ok(running) => running,

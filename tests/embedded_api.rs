@@ -23,6 +23,7 @@ async fn start() -> Server {
     let config = embedded::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().to_path_buf(),
+        admin: Default::default(),
     };
     let running = embedded::start(config).await.expect("server starts");
     let client = Client::new(format!("http://{}", running.addr));
@@ -365,6 +366,7 @@ async fn state_survives_a_graceful_restart() {
     let config = embedded::Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().to_path_buf(),
+        admin: Default::default(),
     };
     let running = embedded::start(config.clone()).await.expect("start");
     let client = Client::new(format!("http://{}", running.addr));

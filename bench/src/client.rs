@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    /// Sent as a bearer token with CampaignService calls.
+    admin_token: Option<String>,
 }
 
 /// A refusal as the wire shows it: the Connect code and, when present, the reason.
@@ -30,7 +32,11 @@ impl Refusal {
 
 impl Api {
     /// `http2` speaks h2c (prior knowledge): many streams on one connection.
-    pub fn new(base: &str, http2: bool) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        base: &str,
+        http2: bool,
+        admin_token: Option<String>,
+    ) -> Result<Self, reqwest::Error> {
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1024)
@@ -41,21 +47,27 @@ impl Api {
         Ok(Self {
             http: builder.build()?,
             base: base.trim_end_matches('/').to_owned(),
+            admin_token,
         })
     }
 
     pub async fn call(&self, method: &str, body: &Value) -> Result<Value, Refusal> {
-        let response = self
+        let mut request = self
             .http
             .post(format!("{}/{method}", self.base))
             .header("Content-Type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| Refusal {
-                code: "transport".into(),
-                reason: Some(kind(&e).into()),
-            })?;
+            .body(body.to_string());
+        if let Some(token) = self
+            .admin_token
+            .as_deref()
+            .filter(|_| method.starts_with("coupon.v1.CampaignService/"))
+        {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| Refusal {
+            code: "transport".into(),
+            reason: Some(kind(&e).into()),
+        })?;
         let ok = response.status().is_success();
         let bytes = response.bytes().await.map_err(|e| Refusal {
             code: "transport".into(),

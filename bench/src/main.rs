@@ -20,6 +20,10 @@ struct Cli {
     #[arg(long = "target", default_value = "http://127.0.0.1:8080")]
     targets: Vec<String>,
 
+    /// Admin bearer token for creating and reading the run's campaign.
+    #[arg(long, env = "COUPON_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+
     /// open: a fixed arrival rate (--rate), latency counted from when each request was
     /// due; closed: --connections requests in flight, as fast as they go.
     #[arg(long, value_enum, default_value_t = Mode::Closed)]
@@ -96,6 +100,7 @@ async fn main() -> ExitCode {
     }
     let options = Options {
         targets: cli.targets,
+        admin_token: cli.admin_token,
         shape: Shape {
             mode: cli.mode,
             rate: cli.rate,

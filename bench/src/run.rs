@@ -21,6 +21,8 @@ use crate::verify::{CampaignRecord, PENDING, RunRecord, TicketRecord, verify};
 #[derive(Debug, Clone)]
 pub struct Options {
     pub targets: Vec<String>,
+    /// Bearer token for CampaignService, when the server requires one.
+    pub admin_token: Option<String>,
     pub shape: Shape,
     pub http2: bool,
     pub users: u64,
@@ -246,7 +248,11 @@ fn connect(options: &Options) -> Result<Pool, BenchError> {
             1
         };
         for _ in 0..per_target {
-            apis.push(Api::new(target, options.http2)?);
+            apis.push(Api::new(
+                target,
+                options.http2,
+                options.admin_token.clone(),
+            )?);
         }
     }
     Ok(Pool::new(apis))

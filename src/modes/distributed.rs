@@ -84,6 +84,9 @@ pub struct ProducerArgs {
     pub clock_skew_allowance_ms: i64,
 
     #[command(flatten)]
+    pub admin: super::AdminArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -107,6 +110,8 @@ pub enum StartError {
         "a secret key is required: --secret-key-file or COUPON_SECRET_KEY (64 hex characters, the same on every node)"
     )]
     NoSecret,
+    #[error(transparent)]
+    Admin(#[from] super::AdminPolicyError),
     #[error("secret key: {0}")]
     BadSecret(#[from] SecretKeyError),
     #[error(transparent)]
@@ -165,6 +170,7 @@ pub async fn start_producer(
     args: ProducerArgs,
     shutdown: CancellationToken,
 ) -> Result<RunningProducer, StartError> {
+    let admin = args.admin.token_for(args.listen)?;
     let secret = args.common.secret()?;
     let topic = args.common.topic();
     kafka::ensure_topic(&topic).await?;
@@ -174,7 +180,7 @@ pub async fn start_producer(
         campaign_ttl: Duration::from_millis(100),
         clock_skew_allowance: TimeDelta::milliseconds(args.clock_skew_allowance_ms),
     };
-    let app = super::api(store, log, TicketSeal::new(&secret), accept);
+    let app = super::api(store, log, TicketSeal::new(&secret), accept, admin);
     let (listener, addr) = super::bind(args.listen)
         .await
         .map_err(|source| StartError::Listen {

@@ -22,6 +22,7 @@ use crate::interfaces::rpc::server;
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub admin: super::AdminArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Secret(#[from] SecretFileError),
+    #[error(transparent)]
+    Admin(#[from] super::AdminPolicyError),
     #[error("cannot open storage: {0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -77,6 +80,7 @@ impl Running {
 }
 
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let admin = config.admin.token_for(config.listen)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -94,6 +98,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             // The API and the log share this process's clock.
             clock_skew_allowance: TimeDelta::zero(),
         },
+        admin,
     );
     let (listener, addr) =
         super::bind(config.listen)

@@ -5,16 +5,87 @@ pub mod embedded;
 pub mod shutdown;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use tokio::net::TcpListener;
+
+use crate::interfaces::rpc::admin_auth::{self, AdminToken};
 
 use crate::application::{CreateCampaign, GetCampaign, GetIssueResult, IssueCoupon, issue_coupon};
 use crate::domain::TicketSeal;
 use crate::domain::ports::{CampaignRepository, IssueLog, TicketRepository};
 use crate::interfaces::rpc::{CampaignApi, CouponApi, server};
 
+/// Who may call `CampaignService` (both API binaries take these flags).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AdminArgs {
+    /// File holding the admin bearer token required by CampaignService calls.
+    #[arg(long, env = "COUPON_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// The admin bearer token itself, instead of a file.
+    #[arg(long, env = "COUPON_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Serve admin calls without a token on a non-loopback address (never in production).
+    #[arg(long)]
+    pub insecure_no_admin_token: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminPolicyError {
+    #[error(
+        "refusing to serve CampaignService on {0} without an admin token: set --admin-token-file or \
+         COUPON_ADMIN_TOKEN (or --insecure-no-admin-token)"
+    )]
+    NoToken(SocketAddr),
+    #[error("cannot read admin token file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the admin token must not be empty")]
+    Empty,
+}
+
+impl AdminArgs {
+    /// The token to require, or none: allowed only on a loopback address (or when the
+    /// operator insisted), and said so at start.
+    pub fn token_for(&self, listen: SocketAddr) -> Result<Option<AdminToken>, AdminPolicyError> {
+        let token =
+            match (&self.admin_token_file, &self.admin_token) {
+                (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|source| {
+                    AdminPolicyError::File {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                })?),
+                (None, token) => token.clone(),
+            };
+        match token {
+            Some(token) if token.trim().is_empty() => Err(AdminPolicyError::Empty),
+            Some(token) => Ok(Some(AdminToken::new(&token))),
+            None if listen.ip().is_loopback() => {
+                tracing::warn!(%listen, "no admin token: CampaignService is open to anyone who can reach this loopback address");
+                Ok(None)
+            }
+            None if self.insecure_no_admin_token => {
+                tracing::warn!(%listen, "no admin token and --insecure-no-admin-token: CampaignService is open to the network");
+                Ok(None)
+            }
+            None => Err(AdminPolicyError::NoToken(listen)),
+        }
+    }
+}
+
 /// The API both modes serve: every use case wired to one store and one log.
-pub fn api<S, L>(store: S, log: L, seal: TicketSeal, accept: issue_coupon::Settings) -> axum::Router
+pub fn api<S, L>(
+    store: S,
+    log: L,
+    seal: TicketSeal,
+    accept: issue_coupon::Settings,
+    admin: Option<AdminToken>,
+) -> axum::Router
 where
     S: CampaignRepository + TicketRepository + Clone,
     L: IssueLog + Clone,
@@ -29,7 +100,14 @@ where
         get_issue_result: GetIssueResult::new(store, seal.clone()),
         seal,
     };
-    server::app(campaigns, coupons).0
+    let app = server::app(campaigns, coupons).0;
+    match admin {
+        Some(token) => app.layer(axum::middleware::from_fn_with_state(
+            token,
+            admin_auth::require_admin,
+        )),
+        None => app,
+    }
 }
 
 /// Binds the API's listener; returns it with the address it actually got (port 0).

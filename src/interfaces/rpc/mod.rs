@@ -1,6 +1,7 @@
 //! The Connect API (`coupon.v1`): handlers that parse the request into domain types,
 //! call one use case, and map its result. Errors become Connect codes in `errors`.
 
+pub mod admin_auth;
 mod campaign_service;
 mod convert;
 mod coupon_service;
