@@ -1,6 +1,6 @@
 //! Kafka and PostgreSQL restarted under load (DESIGN §5.6): the service refuses or
 //! retries while a part is down, recovers by itself, and no accepted ticket is lost
-//! or doubled. This restarts the shared services, so it lives in its own test binary
+//! or doubled, and the health check reports NOT_SERVING while PostgreSQL is down. This restarts the shared services, so it lives in its own test binary
 //! (cargo runs test binaries one after another) and runs its steps in one test.
 
 mod common;
@@ -21,6 +21,25 @@ fn services(action: &str) {
         .status()
         .expect("services.sh");
     assert!(status.success(), "scripts/services.sh {action} failed");
+}
+
+async fn await_health(client: &common::connect::Client, status: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = client
+            .health()
+            .await
+            .map(|h| h["status"].clone())
+            .unwrap_or_default();
+        if answer == status {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "health never became {status} (last {answer})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -87,9 +106,15 @@ async fn kafka_and_postgres_restarts_under_load_lose_no_accepted_ticket() {
         "no request accepted after Kafka came back\n{}",
         cluster.logs()
     );
+    // PostgreSQL crashes (SIGKILL): the node says so on its health check, then recovers.
+    tokio::task::spawn_blocking(|| services("kill-pg"))
+        .await
+        .expect("kill pg");
+    await_health(&client, "NOT_SERVING").await;
     tokio::task::spawn_blocking(|| services("restart-pg"))
         .await
         .expect("restart pg");
+    await_health(&client, "SERVING").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after_pg = count(&accepted);
     assert!(

@@ -180,7 +180,21 @@ pub async fn start_producer(
         campaign_ttl: Duration::from_millis(100),
         clock_skew_allowance: TimeDelta::milliseconds(args.clock_skew_allowance_ms),
     };
-    let app = super::api(store, log, TicketSeal::new(&secret), accept, admin);
+    let (app, health) = super::api(
+        store.clone(),
+        log.clone(),
+        TicketSeal::new(&secret),
+        accept,
+        admin,
+    );
+    super::watch_health(
+        health,
+        move || {
+            let (store, log) = (store.clone(), log.clone());
+            async move { store.ping().await.is_ok() && log.ping().await }
+        },
+        shutdown.clone(),
+    );
     let (listener, addr) = super::bind(args.listen)
         .await
         .map_err(|source| StartError::Listen {

@@ -89,7 +89,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = SqliteStore::open(&config.data_dir.join("coupon.sqlite")).await?;
     let log = EmbeddedLog::open(&config.data_dir.join("log.sqlite")).await?;
 
-    let app = super::api(
+    let (app, health) = super::api(
         store.clone(),
         log.clone(),
         TicketSeal::new(&secret),
@@ -108,6 +108,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 source,
             })?;
     let shutdown = CancellationToken::new();
+    let probe_store = store.clone();
+    super::watch_health(
+        health,
+        move || {
+            let store = probe_store.clone();
+            async move { store.ping().await.is_ok() }
+        },
+        shutdown.clone(),
+    );
     let issue = Arc::new(IssueCoupons::new(
         store.clone(),
         CodeGenerator::new(&secret),

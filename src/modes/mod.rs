@@ -4,8 +4,14 @@ pub mod distributed;
 pub mod embedded;
 pub mod shutdown;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use connectrpc_health::{StaticChecker, Status};
+use tokio_util::sync::CancellationToken;
 
 use tokio::net::TcpListener;
 
@@ -85,7 +91,7 @@ pub fn api<S, L>(
     seal: TicketSeal,
     accept: issue_coupon::Settings,
     admin: Option<AdminToken>,
-) -> axum::Router
+) -> (axum::Router, Arc<StaticChecker>)
 where
     S: CampaignRepository + TicketRepository + Clone,
     L: IssueLog + Clone,
@@ -100,14 +106,46 @@ where
         get_issue_result: GetIssueResult::new(store, seal.clone()),
         seal,
     };
-    let app = server::app(campaigns, coupons).0;
-    match admin {
+    let (app, health) = server::app(campaigns, coupons);
+    let app = match admin {
         Some(token) => app.layer(axum::middleware::from_fn_with_state(
             token,
             admin_auth::require_admin,
         )),
         None => app,
-    }
+    };
+    (app, health)
+}
+
+/// Keeps `grpc.health.v1` truthful: every second `probe` says whether the node's
+/// dependencies answer, and the health service reports SERVING or NOT_SERVING.
+pub fn watch_health<P, F>(health: Arc<StaticChecker>, probe: P, shutdown: CancellationToken)
+where
+    P: Fn() -> F + Send + 'static,
+    F: Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        let mut serving = true;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let healthy = probe().await;
+            if healthy != serving {
+                serving = healthy;
+                let status = if healthy {
+                    Status::Serving
+                } else {
+                    Status::NotServing
+                };
+                tracing::warn!(?status, "health changed");
+                for service in std::iter::once("").chain(server::SERVICE_NAMES) {
+                    let _ = health.set_status(service, status);
+                }
+            }
+        }
+    });
 }
 
 /// Binds the API's listener; returns it with the address it actually got (port 0).

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Timestamp;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::{TopicSettings, client_config};
 use crate::domain::log::Appended;
@@ -39,6 +39,26 @@ impl KafkaLog {
             producer,
             topic: settings.topic.clone(),
         })
+    }
+}
+
+impl KafkaLog {
+    /// Whether the broker answers a metadata request for the topic, for the health check.
+    pub async fn ping(&self) -> bool {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                .is_ok_and(|m| {
+                    m.topics()
+                        .iter()
+                        .any(|t| t.error().is_none() && !t.partitions().is_empty())
+                })
+        })
+        .await
+        .unwrap_or(false)
     }
 }
 

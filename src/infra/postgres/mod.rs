@@ -25,6 +25,15 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// One round trip, for the health check.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     /// Connects with at most `max_connections` (at least 1) and migrates the schema.
     ///
     /// Safe when several processes start at once: sqlx's migrator (sqlx-core 0.9

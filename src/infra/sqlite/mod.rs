@@ -24,6 +24,15 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// One round trip, for the health check.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     /// Opens (creating if needed) and migrates the state database at `path`.
     ///
     /// `synchronous=NORMAL` is enough here: a commit survives a crash of the process, and
