@@ -11,8 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::domain::coupon_code::CodeError;
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{
-    CampaignId, CampaignLedger, CodeGenerator, Decision, IssueRequest, IssueStatus, LogEvent,
-    LogRecord, UserId,
+    CampaignId, CampaignLedger, CodeGenerator, Decision, IssueRequest, LogEvent, LogRecord, UserId,
 };
 
 pub struct Input {
@@ -143,12 +142,6 @@ impl<S: IssuanceStore> IssueCoupons<S> {
             decided: changes.tickets.len(),
             issued: changes.coupons.len(),
         };
-        debug_assert!(
-            changes
-                .tickets
-                .iter()
-                .all(|t| t.status != IssueStatus::Issued || t.coupon_code.is_some())
-        );
         batch.commit(changes).await?;
         tracing::debug!(
             partition = input.partition,

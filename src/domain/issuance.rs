@@ -108,10 +108,6 @@ impl<'g> CampaignLedger<'g> {
         self.campaigns.get(id)
     }
 
-    pub fn campaigns(&self) -> impl Iterator<Item = &Campaign> {
-        self.campaigns.values()
-    }
-
     /// Decides one request; call in log order.
     pub fn decide(&mut self, request: &IssueRequest) -> Result<Decision, CodeError> {
         let Some(campaign) = self.campaigns.get_mut(&request.campaign_id) else {

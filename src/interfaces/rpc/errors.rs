@@ -2,8 +2,6 @@
 //! become Connect codes with a `google.rpc.ErrorInfo` whose `reason` machines can
 //! match on. Internal details are logged, never sent.
 
-use std::collections::HashMap;
-
 use connectrpc::{ConnectError, ErrorCode, ErrorDetail};
 
 use super::proto::google::rpc::ErrorInfo;
@@ -36,8 +34,6 @@ fn error(
         metadata: metadata
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect::<HashMap<_, _>>()
-            .into_iter()
             .collect(),
         ..Default::default()
     };
