@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use coupon::infra::telemetry::{self, LogFormat};
-use coupon::modes::{AdminArgs, embedded, shutdown};
+use coupon::modes::{AdminArgs, ServeArgs, embedded, shutdown};
 
 /// First-come-first-served coupon issuance service, embedded mode: the Connect API and
 /// the issuing worker in one process, state and a durable log in SQLite files under
@@ -26,6 +26,9 @@ struct Args {
     #[command(flatten)]
     admin: AdminArgs,
 
+    #[command(flatten)]
+    serve: ServeArgs,
+
     /// Log format on stderr; RUST_LOG sets the level (default info).
     #[arg(long, env = "COUPON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -39,6 +42,7 @@ async fn main() -> ExitCode {
         listen: args.listen,
         data_dir: args.data_dir,
         admin: args.admin,
+        serve: args.serve,
     };
     let running = match embedded::start(config).await {
         Ok(running) => running,

@@ -20,6 +20,7 @@ async fn start(
         listen: listen.parse().expect("addr"),
         data_dir: dir.path().to_path_buf(),
         admin,
+        serve: Default::default(),
     };
     (embedded::start(config).await, dir)
 }

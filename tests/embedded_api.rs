@@ -24,6 +24,7 @@ async fn start() -> Server {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().to_path_buf(),
         admin: Default::default(),
+        serve: Default::default(),
     };
     let running = embedded::start(config).await.expect("server starts");
     let client = Client::new(format!("http://{}", running.addr));
@@ -367,6 +368,7 @@ async fn state_survives_a_graceful_restart() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().to_path_buf(),
         admin: Default::default(),
+        serve: Default::default(),
     };
     let running = embedded::start(config.clone()).await.expect("start");
     let client = Client::new(format!("http://{}", running.addr));

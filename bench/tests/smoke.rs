@@ -12,6 +12,7 @@ async fn a_short_run_against_the_embedded_server_verifies_and_reports() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().join("data"),
         admin: Default::default(),
+        serve: Default::default(),
     };
     let running = embedded::start(config).await.expect("server");
     let target = format!("http://{}", running.addr);

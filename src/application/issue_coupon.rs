@@ -85,6 +85,7 @@ impl<R: CampaignRepository, L: IssueLog> IssueCoupon<R, L> {
                 user_id: input.user_id,
             })
             .await?;
+        metrics::counter!("coupon_tickets_accepted_total").increment(1);
         Ok(Output {
             ticket: self.seal.seal(ticket_id),
             accepted_at: appended.appended_at,

@@ -8,10 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{TimeDelta, Utc};
+
 use crate::domain::coupon_code::CodeError;
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{
-    CampaignId, CampaignLedger, CodeGenerator, Decision, IssueRequest, LogEvent, LogRecord, UserId,
+    CampaignId, CampaignLedger, CodeGenerator, Decision, IssueRequest, IssueStatus, LogEvent,
+    LogRecord, UserId,
 };
 
 pub struct Input {
@@ -83,6 +86,7 @@ impl<S: IssuanceStore> IssueCoupons<S> {
             ledger.add_campaign(campaign);
         }
         let mut changes = BatchChanges::default();
+        let batch_records = records.len();
         let mut requests = Vec::with_capacity(records.len());
         let mut users: BTreeMap<CampaignId, BTreeSet<UserId>> = BTreeMap::new();
         for record in records {
@@ -142,7 +146,10 @@ impl<S: IssuanceStore> IssueCoupons<S> {
             decided: changes.tickets.len(),
             issued: changes.coupons.len(),
         };
+        let statuses = status_counts(&changes);
+        let lag = requests.last().map(|r| Utc::now() - r.appended_at);
         batch.commit(changes).await?;
+        record_metrics(input.partition, next_offset, batch_records, &statuses, lag);
         tracing::debug!(
             partition = input.partition,
             next_offset,
@@ -151,5 +158,41 @@ impl<S: IssuanceStore> IssueCoupons<S> {
             "batch committed"
         );
         Ok(output)
+    }
+}
+
+/// Decided tickets of a batch, by final status (in `IssueStatus::ALL` order).
+fn status_counts(changes: &BatchChanges) -> [u64; 4] {
+    let mut counts = [0; 4];
+    for ticket in &changes.tickets {
+        if let Some(i) = IssueStatus::ALL.iter().position(|s| *s == ticket.status) {
+            counts[i] += 1;
+        }
+    }
+    counts
+}
+
+/// After a commit (so a retried batch is not counted twice): decisions by status, the
+/// batch size, and how far behind the log this partition's decisions run.
+fn record_metrics(
+    partition: u32,
+    next_offset: u64,
+    batch_records: usize,
+    statuses: &[u64; 4],
+    lag: Option<TimeDelta>,
+) {
+    for (status, count) in IssueStatus::ALL.iter().zip(statuses) {
+        if *count > 0 {
+            metrics::counter!("coupon_tickets_decided_total", "status" => status.as_str())
+                .increment(*count);
+        }
+    }
+    metrics::histogram!("coupon_decision_batch_records").record(batch_records as f64);
+    let partition = partition.to_string();
+    metrics::gauge!("coupon_decided_offset", "partition" => partition.clone())
+        .set(next_offset as f64);
+    if let Some(lag) = lag {
+        metrics::gauge!("coupon_decision_lag_seconds", "partition" => partition)
+            .set(lag.as_seconds_f64().max(0.0));
     }
 }

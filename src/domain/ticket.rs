@@ -97,6 +97,23 @@ pub enum IssueStatus {
 }
 
 impl IssueStatus {
+    pub const ALL: [IssueStatus; 4] = [
+        IssueStatus::Issued,
+        IssueStatus::SoldOut,
+        IssueStatus::NotStarted,
+        IssueStatus::AlreadyIssued,
+    ];
+
+    /// A stable lower-case name, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueStatus::Issued => "issued",
+            IssueStatus::SoldOut => "sold_out",
+            IssueStatus::NotStarted => "not_started",
+            IssueStatus::AlreadyIssued => "already_issued",
+        }
+    }
+
     /// Stable numbers for storage; never renumber.
     pub fn code(self) -> i16 {
         match self {

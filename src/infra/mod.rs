@@ -4,6 +4,7 @@
 pub mod embedded_log;
 pub mod event_codec;
 pub mod kafka;
+pub mod metrics;
 pub mod postgres;
 pub mod secret_file;
 pub mod sql_error;

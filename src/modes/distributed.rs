@@ -16,6 +16,7 @@ use crate::domain::ports::StoreError;
 use crate::domain::secret::SecretKeyError;
 use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::kafka::{self, KafkaLog, KafkaSetupError, TopicSettings, WorkerSettings};
+use crate::infra::metrics;
 use crate::infra::postgres::PgStore;
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::infra::telemetry::LogFormat;
@@ -87,6 +88,9 @@ pub struct ProducerArgs {
     pub admin: super::AdminArgs,
 
     #[command(flatten)]
+    pub serve: super::ServeArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -99,6 +103,10 @@ pub struct ConsumerArgs {
     /// How long a silent worker keeps its partitions before the group moves them.
     #[arg(long, env = "COUPON_SESSION_TIMEOUT_MS", default_value_t = 6_000)]
     pub session_timeout_ms: u64,
+
+    /// Serve Prometheus metrics (`GET /metrics`) on this address; off when unset.
+    #[arg(long, env = "COUPON_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -186,6 +194,7 @@ pub async fn start_producer(
         TicketSeal::new(&secret),
         accept,
         admin,
+        &args.serve,
     );
     super::watch_health(
         health,
@@ -202,7 +211,12 @@ pub async fn start_producer(
             source,
         })?;
     tracing::info!(%addr, topic = %topic.topic, "coupon producer (API) listening");
-    let server = tokio::spawn(server::serve(listener, app, shutdown));
+    let server = tokio::spawn(server::serve(
+        listener,
+        app,
+        args.serve.connection_limits(),
+        shutdown,
+    ));
     Ok(RunningProducer { addr, server })
 }
 
@@ -219,10 +233,31 @@ pub async fn run_consumer(
         store.clone(),
         CodeGenerator::new(&secret),
     ));
+    if let Some(listen) = args.metrics_listen {
+        serve_metrics(listen, shutdown.clone()).await?;
+    }
     let settings = WorkerSettings {
         group: args.group,
         session_timeout: Duration::from_millis(args.session_timeout_ms),
     };
     kafka::run_worker(topic, settings, store, issue, shutdown).await?;
+    Ok(())
+}
+
+/// The consumer has no API: it serves only `/metrics`, on its own address.
+async fn serve_metrics(listen: SocketAddr, shutdown: CancellationToken) -> Result<(), StartError> {
+    let (listener, addr) = super::bind(listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: listen,
+            source,
+        })?;
+    tracing::info!(%addr, "metrics listening");
+    let limits = super::ServeArgs::DEFAULT.connection_limits();
+    tokio::spawn(async move {
+        if let Err(error) = server::serve(listener, metrics::router(), limits, shutdown).await {
+            tracing::error!(%error, "metrics server failed");
+        }
+    });
     Ok(())
 }

@@ -23,6 +23,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub admin: super::AdminArgs,
+    pub serve: super::ServeArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             clock_skew_allowance: TimeDelta::zero(),
         },
         admin,
+        &config.serve,
     );
     let (listener, addr) =
         super::bind(config.listen)
@@ -127,7 +129,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         issue,
         shutdown.clone(),
     ));
-    let server = tokio::spawn(server::serve(listener, app, shutdown.clone()));
+    let server = tokio::spawn(server::serve(
+        listener,
+        app,
+        config.serve.connection_limits(),
+        shutdown.clone(),
+    ));
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "coupon service (embedded) listening");
     Ok(Running {
         addr,

@@ -15,7 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use tokio::net::TcpListener;
 
+use crate::infra::metrics;
 use crate::interfaces::rpc::admin_auth::{self, AdminToken};
+use crate::interfaces::rpc::limits::{self, RequestLimits};
+use crate::interfaces::rpc::server::ConnectionLimits;
 
 use crate::application::{CreateCampaign, GetCampaign, GetIssueResult, IssueCoupon, issue_coupon};
 use crate::domain::TicketSeal;
@@ -84,6 +87,68 @@ impl AdminArgs {
     }
 }
 
+/// What one API node lets its clients hold (both API binaries take these flags).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Open client connections at most; more wait in the kernel's accept queue.
+    #[arg(long, env = "COUPON_MAX_CONNECTIONS", default_value_t = ServeArgs::DEFAULT.max_connections,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Requests in progress at most; beyond it a request is refused at once with
+    /// `unavailable` (reason OVERLOADED) and nothing is accepted for it.
+    #[arg(long, env = "COUPON_MAX_IN_FLIGHT", default_value_t = ServeArgs::DEFAULT.max_in_flight,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Time a request may take, reading its body included, before `deadline_exceeded`.
+    #[arg(long, env = "COUPON_REQUEST_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.request_timeout_ms,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+
+    /// Time a client has to send a request's headers (also how long an idle
+    /// keep-alive connection stays open).
+    #[arg(long, env = "COUPON_HEADER_READ_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.header_read_timeout_ms,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+
+    /// Concurrent HTTP/2 streams per connection.
+    #[arg(long, env = "COUPON_MAX_STREAMS_PER_CONNECTION", default_value_t = ServeArgs::DEFAULT.max_streams_per_connection,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
+}
+
+impl ServeArgs {
+    pub const DEFAULT: Self = Self {
+        max_connections: 10_000,
+        max_in_flight: 4_096,
+        request_timeout_ms: 15_000,
+        header_read_timeout_ms: 10_000,
+        max_streams_per_connection: 256,
+    };
+
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections as usize,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_streams_per_connection: self.max_streams_per_connection,
+        }
+    }
+
+    fn request_limits(&self) -> RequestLimits {
+        RequestLimits::new(
+            self.max_in_flight as usize,
+            Duration::from_millis(self.request_timeout_ms),
+        )
+    }
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// The API both modes serve: every use case wired to one store and one log.
 pub fn api<S, L>(
     store: S,
@@ -91,6 +156,7 @@ pub fn api<S, L>(
     seal: TicketSeal,
     accept: issue_coupon::Settings,
     admin: Option<AdminToken>,
+    serve: &ServeArgs,
 ) -> (axum::Router, Arc<StaticChecker>)
 where
     S: CampaignRepository + TicketRepository + Clone,
@@ -114,6 +180,13 @@ where
         )),
         None => app,
     };
+    // Outermost: a request over the caps is refused before anything else runs.
+    let app = app
+        .merge(metrics::router())
+        .layer(axum::middleware::from_fn_with_state(
+            serve.request_limits(),
+            limits::enforce,
+        ));
     (app, health)
 }
 

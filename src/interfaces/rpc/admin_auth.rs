@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use connectrpc::{ConnectError, ErrorCode};
+use axum::response::Response;
 use sha2::{Digest, Sha256};
+
+use super::errors;
 
 const ADMIN_PREFIX: &str = "/coupon.v1.CampaignService/";
 
@@ -46,21 +47,11 @@ pub async fn require_admin(
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(presented) if token.matches(presented) => next.run(request).await,
-        _ => unauthenticated(),
+        _ => errors::response(
+            request.headers().get(http::header::CONTENT_TYPE),
+            &errors::unauthenticated(),
+        ),
     }
-}
-
-fn unauthenticated() -> Response {
-    let error = ConnectError::new(
-        ErrorCode::Unauthenticated,
-        "admin calls need a valid bearer token",
-    );
-    (
-        http::StatusCode::UNAUTHORIZED,
-        [(http::header::CONTENT_TYPE, "application/json")],
-        error.to_json(),
-    )
-        .into_response()
 }
 
 #[cfg(test)]

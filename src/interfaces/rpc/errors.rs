@@ -2,7 +2,9 @@
 //! become Connect codes with a `google.rpc.ErrorInfo` whose `reason` machines can
 //! match on. Internal details are logged, never sent.
 
+use axum::response::{IntoResponse, Response};
 use connectrpc::{ConnectError, ErrorCode, ErrorDetail};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::proto::google::rpc::ErrorInfo;
 use crate::application::{create_campaign, get_campaign, get_issue_result, issue_coupon};
@@ -57,14 +59,74 @@ pub fn invalid_field(field: &str, why: impl std::fmt::Display) -> ConnectError {
     )
 }
 
+/// Refused before any work: the node has as many requests in flight as it may take.
+pub fn overloaded() -> ConnectError {
+    error(
+        ErrorCode::Unavailable,
+        reason::OVERLOADED,
+        "too many requests waiting; nothing was accepted, retry later".into(),
+        &[],
+    )
+}
+
+/// The request (reading its body included) outlived the server's request timeout.
+pub fn request_timed_out() -> ConnectError {
+    ConnectError::new(
+        ErrorCode::DeadlineExceeded,
+        "the request took longer than the server allows; if it was IssueCoupon it may have been accepted: retry, a repeat is answered ALREADY_ISSUED",
+    )
+}
+
+pub fn unauthenticated() -> ConnectError {
+    ConnectError::new(
+        ErrorCode::Unauthenticated,
+        "admin calls need a valid bearer token",
+    )
+}
+
+/// Renders an error raised outside the RPC handlers (HTTP middleware) in the caller's
+/// protocol: a trailers-only response for gRPC and gRPC-Web, a JSON body for Connect.
+/// `content_type` is the request's.
+pub fn response(content_type: Option<&HeaderValue>, error: &ConnectError) -> Response {
+    let content_type = content_type
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/grpc") {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(content_type) {
+            headers.insert(header::CONTENT_TYPE, value);
+        }
+        headers.insert("grpc-status", HeaderValue::from(error.code.grpc_code()));
+        let message = grpc_percent_encode(error.message.as_deref().unwrap_or_default());
+        if let Ok(message) = HeaderValue::from_str(&message) {
+            headers.insert("grpc-message", message);
+        }
+        return (StatusCode::OK, headers).into_response();
+    }
+    (
+        error.http_status(),
+        [(header::CONTENT_TYPE, "application/json")],
+        error.to_json(),
+    )
+        .into_response()
+}
+
+/// `grpc-message` is percent-encoded: everything outside printable ASCII, and `%`.
+fn grpc_percent_encode(message: &str) -> String {
+    let mut encoded = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 fn log_error(e: LogError) -> ConnectError {
     match e {
-        LogError::Overloaded => error(
-            ErrorCode::Unavailable,
-            reason::OVERLOADED,
-            "too many requests waiting; nothing was accepted, retry later".into(),
-            &[],
-        ),
+        LogError::Overloaded => overloaded(),
         LogError::Unavailable(detail) => {
             tracing::warn!(%detail, "log unavailable");
             error(

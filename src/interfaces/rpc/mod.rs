@@ -6,6 +6,8 @@ mod campaign_service;
 mod convert;
 mod coupon_service;
 pub mod errors;
+pub mod limits;
+mod observe;
 pub mod server;
 
 pub use campaign_service::CampaignApi;

@@ -1,17 +1,69 @@
 //! The HTTP server: Connect (JSON and binary), gRPC and gRPC-Web on one port, plus
 //! `grpc.health.v1.Health/Check`, the benchmarks' no-op baseline.
+//!
+//! `axum::serve` exposes no connection settings, so this module runs its own accept
+//! loop on hyper: a cap on open connections, a header read timeout (which also closes
+//! idle keep-alive connections), HTTP/2 stream and header-size limits, and a graceful
+//! drain on shutdown.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use connectrpc_health::StaticChecker;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::observe::RpcMetrics;
 use super::proto::coupon::v1::{CampaignServiceExt, CouponServiceExt};
 use super::{CampaignApi, CouponApi};
 use crate::domain::ports::{CampaignRepository, IssueLog, TicketRepository};
 
 pub const SERVICE_NAMES: [&str; 2] = ["coupon.v1.CampaignService", "coupon.v1.CouponService"];
+
+/// How long in-flight requests may take to finish once shutdown begins.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Back-off after a failed accept (e.g. out of file descriptors), so the loop does
+/// not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Request header bytes per connection (HTTP/1 read buffer, HTTP/2 header list).
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Bounds on what one node lets its clients hold.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Open connections at most; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this time, also between requests
+    /// on a kept-alive connection.
+    pub header_read_timeout: Duration,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_streams_per_connection: u32,
+}
+
+/// Waits (at most `limit`) until the client has sent enough for hyper to tell HTTP/1
+/// from the HTTP/2 preface; false if it did not, or closed the connection.
+async fn protocol_bytes_arrive(stream: &TcpStream, limit: Duration) -> bool {
+    const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let wait = async {
+        let mut buffer = [0u8; H2_PREFACE.len()];
+        loop {
+            match stream.peek(&mut buffer).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n == buffer.len() || !H2_PREFACE.starts_with(&buffer[..n]) => {
+                    return true;
+                }
+                // A preface arriving in pieces: rare, so a short poll is fine.
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    };
+    tokio::time::timeout(limit, wait).await.unwrap_or(false)
+}
 
 /// The axum app with every service mounted, and the health checker's handle.
 pub fn app<R, L, T>(
@@ -26,17 +78,82 @@ where
     let router = Arc::new(coupons).register(connectrpc::Router::new());
     let router = Arc::new(campaigns).register(router);
     let (router, health) = connectrpc_health::install_static(router, SERVICE_NAMES);
-    let app = axum::Router::new().fallback_service(router.into_axum_service());
+    let service = router.into_axum_service().with_interceptor(RpcMetrics);
+    let app = axum::Router::new().fallback_service(service);
     (app, health)
 }
 
-/// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+/// Serves until `shutdown` is cancelled, then stops accepting and lets in-flight
+/// requests finish (for at most [`DRAIN_TIMEOUT`]).
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
+    limits: ConnectionLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(limits.header_read_timeout);
+    let builder = Arc::new(builder);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed; backing off");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        // Responses are small and latency matters more than packet count.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let builder = Arc::clone(&builder);
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        let header_read_timeout = limits.header_read_timeout;
+        tokio::spawn(async move {
+            // hyper's header timeout starts once it knows the protocol; until then a
+            // silent client would hold its connection (and permit) forever.
+            if !protocol_bytes_arrive(&stream, header_read_timeout).await {
+                return;
+            }
+            let service = TowerToHyperService::new(app);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!(timeout = ?DRAIN_TIMEOUT, "connections still open after the drain timeout; closing them");
+    }
+    Ok(())
 }
