@@ -12,35 +12,7 @@ cargo build --release --workspace --bins >&2
 bench=target/release/coupon-bench
 port=18180
 url=http://127.0.0.1:$port
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-start_server() {
-  cleanup; pids=()
-  case $mode in
-    embedded)
-      rm -rf "$out/data"
-      target/release/coupon --listen "127.0.0.1:$port" --data-dir "$out/data" 2>"$out/server.log" &
-      pids+=($!) ;;
-    distributed)
-      eval "$(scripts/services.sh up)"
-      export DATABASE_URL KAFKA_BROKERS
-      local topic=bench-$RANDOM$RANDOM
-      local key; key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-      export COUPON_TOPIC=$topic COUPON_SECRET_KEY=$key COUPON_PARTITIONS=8
-      psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS coupon_bench WITH (FORCE)" -c "CREATE DATABASE coupon_bench" >/dev/null
-      export DATABASE_URL=${DATABASE_URL%/*}/coupon_bench
-      target/release/producer --listen "127.0.0.1:$port" 2>"$out/producer.log" & pids+=($!)
-      RUST_LOG=${BENCH_CONSUMER_LOG:-info} target/release/consumer --group "$topic" 2>"$out/consumer.log" & pids+=($!) ;;
-    *) echo "usage: $0 embedded|distributed" >&2; exit 2 ;;
-  esac
-  for _ in $(seq 100); do
-    curl -sf -H 'Content-Type: application/json' -d '{}' "$url/grpc.health.v1.Health/Check" >/dev/null && return
-    sleep 0.2
-  done
-  echo "server did not start" >&2; exit 1
-}
+source scripts/bench-server.sh
 
 run() {  # name, bench flags...
   local name=$1; shift

@@ -107,6 +107,7 @@ async fn a_body_that_never_arrives_gets_deadline_exceeded() {
 async fn a_request_over_the_in_flight_cap_is_refused_at_once_in_its_protocol() {
     let server = Server::start(ServeArgs {
         max_in_flight: 1,
+        max_queued: 0,
         ..ServeArgs::DEFAULT
     })
     .await;
@@ -168,6 +169,35 @@ async fn a_request_over_the_in_flight_cap_is_refused_at_once_in_its_protocol() {
         .await
         .expect("campaign");
     assert_eq!(page["campaign"]["issuedCoupons"], "1");
+}
+
+#[tokio::test]
+async fn a_request_waits_its_turn_for_at_most_the_queue_timeout() {
+    let server = Server::start(ServeArgs {
+        max_in_flight: 1,
+        queue_timeout_ms: 300,
+        ..ServeArgs::DEFAULT
+    })
+    .await;
+    let mut holder = server.connect().await;
+    send_partial_request(&mut holder, "application/json", 500).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let refused = server.client.health().await.expect_err("no turn in time");
+    assert_eq!(refused.reason.as_deref(), Some("OVERLOADED"), "{refused:?}");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // A slot freed within the wait: the waiting request is served.
+    let waiting = tokio::spawn({
+        let client = server.client.clone();
+        async move { client.health().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(holder);
+    waiting
+        .await
+        .expect("task")
+        .expect("served once the slot freed");
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::infra::metrics;
 use crate::interfaces::rpc::admin_auth::{self, AdminToken};
-use crate::interfaces::rpc::limits::{self, RequestLimits};
+use crate::interfaces::rpc::limits::{self, AdmissionLimits, RequestLimits};
 use crate::interfaces::rpc::server::ConnectionLimits;
 
 use crate::application::{CreateCampaign, GetCampaign, GetIssueResult, IssueCoupon, issue_coupon};
@@ -95,11 +95,20 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// Requests in progress at most; beyond it a request is refused at once with
-    /// `unavailable` (reason OVERLOADED) and nothing is accepted for it.
+    /// Requests running at once at most; more wait their turn, first come first served.
     #[arg(long, env = "COUPON_MAX_IN_FLIGHT", default_value_t = ServeArgs::DEFAULT.max_in_flight,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
+
+    /// Requests waiting for a turn at most; beyond it a request is refused at once with
+    /// `unavailable` (reason OVERLOADED) and nothing is accepted for it.
+    #[arg(long, env = "COUPON_MAX_QUEUED", default_value_t = ServeArgs::DEFAULT.max_queued)]
+    pub max_queued: u32,
+
+    /// How long a request may wait for a turn before it is refused (OVERLOADED): this
+    /// bounds what overload adds to an accepted request's latency.
+    #[arg(long, env = "COUPON_QUEUE_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.queue_timeout_ms)]
+    pub queue_timeout_ms: u64,
 
     /// Time a request may take, reading its body included, before `deadline_exceeded`.
     #[arg(long, env = "COUPON_REQUEST_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.request_timeout_ms,
@@ -121,7 +130,9 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub const DEFAULT: Self = Self {
         max_connections: 10_000,
-        max_in_flight: 4_096,
+        max_in_flight: 512,
+        max_queued: 4_096,
+        queue_timeout_ms: 100,
         request_timeout_ms: 15_000,
         header_read_timeout_ms: 10_000,
         max_streams_per_connection: 256,
@@ -136,10 +147,12 @@ impl ServeArgs {
     }
 
     fn request_limits(&self) -> RequestLimits {
-        RequestLimits::new(
-            self.max_in_flight as usize,
-            Duration::from_millis(self.request_timeout_ms),
-        )
+        RequestLimits::new(AdmissionLimits {
+            max_in_flight: self.max_in_flight as usize,
+            max_queued: self.max_queued as usize,
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+            timeout: Duration::from_millis(self.request_timeout_ms),
+        })
     }
 }
 
