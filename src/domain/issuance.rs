@@ -275,4 +275,87 @@ mod tests {
         assert_eq!(d, Decision::UnknownCampaign);
         assert_eq!(d.status(), IssueStatus::SoldOut);
     }
+
+    mod properties {
+        use std::collections::{HashMap, HashSet};
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// (campaign index, user index, append time in ms relative to the starts).
+        fn requests() -> impl Strategy<Value = Vec<(usize, u8, i64)>> {
+            prop::collection::vec((0usize..3, 0u8..12, -50i64..50), 0..120)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Any history, cut into any batches with holders reloaded between them as a
+            /// store would: never a panic, and exactly what a sequential reference allows —
+            /// the first `total` distinct started users of a campaign in log order win,
+            /// a winner's repeats get their own code, codes are unique.
+            #[test]
+            fn decisions_match_a_sequential_reference(
+                totals in prop::collection::vec(1i64..6, 3),
+                history in requests(),
+                batch in 1usize..20,
+            ) {
+                let codes = CodeGenerator::new(&SecretKey::generate());
+                let start = Utc::now();
+                let campaigns: Vec<Campaign> = totals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, total)| campaign(*total, start, i as u64))
+                    .collect();
+                let mut reference_winners: HashSet<(usize, u8)> = HashSet::new();
+                let mut reference_issued = [0i64; 3];
+                let mut store_holders: Vec<(CampaignId, UserId, CouponCode)> = Vec::new();
+                let mut store_counts: HashMap<CampaignId, u64> = HashMap::new();
+                let mut seen_codes = HashSet::new();
+                for (chunk_index, chunk) in history.chunks(batch).enumerate() {
+                    // A new ledger per batch, loaded from the "store" like a transaction.
+                    let mut ledger = CampaignLedger::new(&codes);
+                    for c in &campaigns {
+                        let mut c = c.clone();
+                        c.issued_coupons = store_counts.get(&c.id).copied().unwrap_or(0);
+                        ledger.add_campaign(c);
+                    }
+                    for (campaign_id, user, code) in &store_holders {
+                        ledger.add_holder(*campaign_id, user.clone(), code.clone());
+                    }
+                    for (i, (c, user, at_ms)) in chunk.iter().enumerate() {
+                        let offset = (chunk_index * batch + i + 10) as u64;
+                        let at = start + TimeDelta::milliseconds(*at_ms);
+                        let r = request(&campaigns[*c], &format!("u{user}"), offset, at);
+                        let decision = ledger.decide(&r).unwrap();
+                        let expected = if *at_ms < 0 {
+                            IssueStatus::NotStarted
+                        } else if reference_winners.contains(&(*c, *user)) {
+                            IssueStatus::AlreadyIssued
+                        } else if reference_issued[*c] >= totals[*c] {
+                            IssueStatus::SoldOut
+                        } else {
+                            reference_issued[*c] += 1;
+                            reference_winners.insert((*c, *user));
+                            IssueStatus::Issued
+                        };
+                        prop_assert_eq!(decision.status(), expected);
+                        if let Decision::Issued(coupon) = &decision {
+                            prop_assert!(seen_codes.insert(coupon.code.clone()), "code issued twice");
+                            prop_assert_eq!(coupon.ordinal as i64, reference_issued[*c]);
+                            store_holders.push((coupon.campaign_id, coupon.user_id.clone(), coupon.code.clone()));
+                            store_counts.insert(coupon.campaign_id, coupon.ordinal);
+                        }
+                        if let Decision::AlreadyIssued(code) = &decision {
+                            prop_assert!(seen_codes.contains(code), "repeat got a code never issued");
+                        }
+                    }
+                }
+                for (c, total) in totals.iter().enumerate() {
+                    prop_assert!(reference_issued[c] <= *total);
+                }
+            }
+        }
+    }
 }
