@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use common::cluster::Cluster;
 use common::connect::{Client, is_well_formed_code, rfc3339_in};
 use common::flood::flood;
+use common::process::free_port;
 use sqlx::PgPool;
 
 /// Every ticket's final status and code, and every coupon, as stored.
@@ -229,9 +230,39 @@ async fn a_backlog_drains_by_the_logs_clock_and_in_log_order() {
         );
     }
 
-    let _consumer = cluster.consumer("consumer");
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let _consumer = cluster.consumer_with(
+        "consumer",
+        &cluster.database_url,
+        &cluster.group,
+        &["--metrics-listen", &metrics_addr],
+    );
     let all: Vec<String> = early.iter().chain(&late).cloned().collect();
     let results = client.await_final(&all, Duration::from_secs(60)).await;
+    // The worker's /metrics counted exactly these decisions (a fresh process; counters
+    // move just after the commit the API already sees, hence the short retry).
+    let expected: Vec<String> = [("not_started", 5), ("issued", 10), ("sold_out", 10)]
+        .iter()
+        .map(|(status, count)| {
+            format!("coupon_tickets_decided_total{{status=\"{status}\"}} {count}")
+        })
+        .collect();
+    let mut scrape = String::new();
+    for _ in 0..20 {
+        scrape = reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await
+            .expect("consumer metrics")
+            .text()
+            .await
+            .expect("body");
+        if expected.iter().all(|series| scrape.contains(series)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for series in &expected {
+        assert!(scrape.contains(series), "no `{series}` in:\n{scrape}");
+    }
     for ticket in &early {
         assert_eq!(
             results[ticket]["status"],

@@ -99,6 +99,17 @@ impl Cluster {
 
     /// A worker on another database and group (e.g. rebuilding from the log).
     pub fn consumer_on(&self, name: &str, database_url: &str, group: &str) -> Proc {
+        self.consumer_with(name, database_url, group, &[])
+    }
+
+    /// A worker with extra flags.
+    pub fn consumer_with(
+        &self,
+        name: &str,
+        database_url: &str,
+        group: &str,
+        extra: &[&str],
+    ) -> Proc {
         let mut args = vec![
             "--group".to_owned(),
             group.to_owned(),
@@ -106,6 +117,7 @@ impl Cluster {
             "6000".into(),
         ];
         args.extend(self.common_args(database_url));
+        args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let log = self.dir.path().join(format!("{name}.log"));
         Proc::spawn(binary("consumer").to_str().expect("utf8"), &args, &log)
