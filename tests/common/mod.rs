@@ -4,5 +4,6 @@
 pub mod cluster;
 pub mod connect;
 pub mod flood;
+pub mod model;
 pub mod pg;
 pub mod process;
