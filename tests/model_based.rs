@@ -738,14 +738,20 @@ impl Case {
         let node = self.node();
         let end = node.log_end();
         let mut stored = Vec::new();
-        while (stored.len() as u64) < end {
+        let mut next = 0;
+        while next < end {
             let raw = node
                 .log
-                .read(stored.len() as u64, 256)
+                .read(next, 256)
                 .await
                 .map_err(|e| fail("reading the log", e))?;
-            ensure!(!raw.is_empty(), "log ends at {} before {end}", stored.len());
-            stored.extend(raw.iter().filter_map(embedded_log::decode));
+            let last = raw.last().map(|r| r.offset);
+            ensure!(last.is_some(), "log ends at {next} before {end}");
+            for record in &raw {
+                let decoded = embedded_log::decode(record);
+                stored.push(decoded.ok_or(format!("record {} undecodable", record.offset))?);
+            }
+            next = last.map_or(end, |last| last + 1);
         }
         let events: Vec<_> = model.events().collect();
         ensure!(
