@@ -1,6 +1,7 @@
 //! Proof by a model (issue 6). Random histories of campaign creations, requests, repeats,
-//! concurrent bursts, polls, worker kills, process restarts, rewinds of the decided offset
-//! and stale second workers are played against the embedded mode's real parts (SQLite
+//! concurrent bursts, polls, worker kills, process restarts (some with requests in
+//! flight), rewinds of the decided offset and stale second workers are played against
+//! the embedded mode's real parts (SQLite
 //! state and the embedded log in temp files, the application use cases, the real
 //! `run_worker`), then every observation is compared with what a sequential reference
 //! model (`common::model`) allows for the same log order. A second test runs the same
@@ -108,6 +109,13 @@ enum Op {
     StartWorker,
     /// Kill the worker, drop every handle and reopen both files, as a new process would.
     RestartProcess,
+    /// Send requests, and `after_us` later restart the process: requests not answered by
+    /// then die with it, though the log may have made them durable already.
+    RestartMidBurst {
+        campaign: u8,
+        users: Vec<u8>,
+        after_us: u16,
+    },
     /// Move the decided offset back by up to `back` records (through the store's own
     /// compare-and-set); the worker replays them.
     Rewind {
@@ -146,6 +154,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::StopWorker),
         1 => Just(Op::StartWorker),
         1 => Just(Op::RestartProcess),
+        1 => (any::<u8>(), vec(0..USERS, 1..8), 0u16..=3_000).prop_map(
+            |(campaign, users, after_us)| Op::RestartMidBurst { campaign, users, after_us }
+        ),
         1 => (0u8..=12).prop_map(|back| Op::Rewind { back }),
         1 => (0u8..=6).prop_map(|back| Op::SecondWorker { back }),
     ]
@@ -173,20 +184,26 @@ fn fault() -> impl Strategy<Value = Fault> {
 // ---------------------------------------------------------------------------------------
 // The system under test
 
-/// The embedded log, recording what it acknowledged: the model's input.
+/// What the use cases asked the log to append, and what it acknowledged where.
+#[derive(Default)]
+struct Appends {
+    attempted: Vec<LogEvent>,
+    acknowledged: Vec<(LogEvent, Appended)>,
+}
+
+/// The embedded log, recording every append.
 #[derive(Clone)]
 struct RecordingLog {
     inner: EmbeddedLog,
-    acknowledged: Arc<Mutex<Vec<(LogEvent, Appended)>>>,
+    appends: Arc<Mutex<Appends>>,
 }
 
 impl IssueLog for RecordingLog {
     async fn append(&self, event: LogEvent) -> Result<Appended, LogError> {
+        let record = |f: &mut dyn FnMut(&mut Appends)| f(&mut self.appends.lock().expect("lock"));
+        record(&mut |a| a.attempted.push(event.clone()));
         let appended = self.inner.append(event.clone()).await?;
-        self.acknowledged
-            .lock()
-            .expect("recording lock")
-            .push((event, appended));
+        record(&mut |a| a.acknowledged.push((event.clone(), appended)));
         Ok(appended)
     }
 }
@@ -196,7 +213,7 @@ struct Node {
     store: SqliteStore,
     log: EmbeddedLog,
     create: CreateCampaign<SqliteStore, RecordingLog>,
-    issue: IssueCoupon<SqliteStore, RecordingLog>,
+    issue: Arc<IssueCoupon<SqliteStore, RecordingLog>>,
     results: GetIssueResult<SqliteStore>,
     campaigns: GetCampaign<SqliteStore>,
     worker: Option<JoinHandle<()>>,
@@ -206,7 +223,7 @@ impl Node {
     async fn open(
         dir: &Path,
         secret: &SecretKey,
-        acknowledged: &Arc<Mutex<Vec<(LogEvent, Appended)>>>,
+        appends: &Arc<Mutex<Appends>>,
     ) -> Result<Self, String> {
         let store = SqliteStore::open(&dir.join("coupon.sqlite"))
             .await
@@ -216,7 +233,7 @@ impl Node {
             .map_err(|e| fail("opening the log", e))?;
         let recording = RecordingLog {
             inner: log.clone(),
-            acknowledged: acknowledged.clone(),
+            appends: appends.clone(),
         };
         let settings = issue_coupon::Settings {
             // Always read the stored count, so "sold out" refusals happen as soon as they may.
@@ -225,7 +242,12 @@ impl Node {
         };
         Ok(Self {
             create: CreateCampaign::new(store.clone(), recording.clone()),
-            issue: IssueCoupon::new(store.clone(), recording, TicketSeal::new(secret), settings),
+            issue: Arc::new(IssueCoupon::new(
+                store.clone(),
+                recording,
+                TicketSeal::new(secret),
+                settings,
+            )),
             results: GetIssueResult::new(store.clone(), TicketSeal::new(secret)),
             campaigns: GetCampaign::new(store.clone()),
             store,
@@ -361,7 +383,7 @@ struct Case {
     dir: tempfile::TempDir,
     secret: SecretKey,
     faults: Option<Arc<FaultPlan>>,
-    acknowledged: Arc<Mutex<Vec<(LogEvent, Appended)>>>,
+    appends: Arc<Mutex<Appends>>,
     node: Option<Node>,
     campaigns: Vec<(CampaignId, DateTime<Utc>)>,
     tickets: Vec<Ticket>,
@@ -382,14 +404,14 @@ impl Case {
     async fn new(faults: Option<Arc<FaultPlan>>) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| fail("temp dir", e))?;
         let secret = SecretKey::generate();
-        let acknowledged = Arc::default();
-        let mut node = Node::open(dir.path(), &secret, &acknowledged).await?;
+        let appends = Arc::default();
+        let mut node = Node::open(dir.path(), &secret, &appends).await?;
         node.start_worker(&secret, faults.as_ref());
         Ok(Self {
             dir,
             secret,
             faults,
-            acknowledged,
+            appends,
             node: Some(node),
             campaigns: Vec::new(),
             tickets: Vec::new(),
@@ -478,6 +500,18 @@ impl Case {
                 self.node().start_worker(&secret, faults.as_ref());
                 Ok(())
             }
+            Op::RestartMidBurst {
+                campaign,
+                users,
+                after_us,
+            } => {
+                let Some(&(campaign, _)) = pick(&self.campaigns, *campaign) else {
+                    return Ok(());
+                };
+                count(&mut self.tally, "process restarted mid-burst");
+                let after = Duration::from_micros(u64::from(*after_us));
+                self.restart_mid_burst(campaign, users, after).await
+            }
             Op::RestartProcess => {
                 count(&mut self.tally, "process restarted");
                 self.restart().await
@@ -531,42 +565,98 @@ impl Case {
             })
         }))
         .await;
-        let seal = TicketSeal::new(&self.secret);
         for (&u, answer) in users.iter().zip(answers) {
-            match answer {
-                Ok(out) => {
-                    count(&mut self.tally, "accepted");
-                    let id = seal
-                        .open(&out.ticket)
-                        .map_err(|e| fail("an accepted ticket does not open", e))?;
-                    self.tickets.push(Ticket {
-                        sealed: out.ticket,
-                        id,
-                        campaign,
-                        user: user(u),
-                        accepted_at: out.accepted_at,
-                    });
-                }
-                Err(issue_coupon::Error::SoldOut) => {
-                    count(&mut self.tally, "refused: sold out");
-                    self.sold_out.push(SoldOutRefusal {
-                        campaign,
-                        log_end: u64::MAX,
-                    });
-                }
-                Err(issue_coupon::Error::NotStarted { starts_at }) => {
-                    count(&mut self.tally, "refused: not started");
-                    ensure!(
-                        before + SKEW_ALLOWANCE < starts_at,
-                        "refused as not started at {before}, start {starts_at}, allowance {SKEW_ALLOWANCE}"
-                    );
-                }
-                Err(other) => return Err(fail("IssueCoupon failed", other)),
-            }
+            self.answered(campaign, u, before, answer)?;
         }
         let end = self.node().log_end();
         for refusal in self.sold_out.iter_mut().filter(|r| r.log_end == u64::MAX) {
             refusal.log_end = end;
+        }
+        Ok(())
+    }
+
+    /// Sends the requests, restarts the process `after` later, and keeps the answers
+    /// that came before.
+    async fn restart_mid_burst(
+        &mut self,
+        campaign: CampaignId,
+        users: &[u8],
+        after: Duration,
+    ) -> Check {
+        let before = Utc::now();
+        let node = self.node.as_ref().expect("node open");
+        let requests: Vec<_> = users
+            .iter()
+            .map(|&u| {
+                let issue = node.issue.clone();
+                tokio::spawn(async move {
+                    let input = issue_coupon::Input {
+                        campaign_id: campaign,
+                        user_id: user(u),
+                    };
+                    (u, issue.execute(input).await)
+                })
+            })
+            .collect();
+        tokio::time::sleep(after).await;
+        for request in &requests {
+            request.abort();
+        }
+        let mut answered = Vec::new();
+        for request in requests {
+            if let Ok(answer) = request.await {
+                answered.push(answer);
+            }
+        }
+        self.restart().await?;
+        for (u, answer) in answered {
+            self.answered(campaign, u, before, answer)?;
+        }
+        let end = self.node().log_end();
+        for refusal in self.sold_out.iter_mut().filter(|r| r.log_end == u64::MAX) {
+            refusal.log_end = end;
+        }
+        Ok(())
+    }
+
+    /// Records one answer of `IssueCoupon`, sent at `before`.
+    fn answered(
+        &mut self,
+        campaign: CampaignId,
+        u: u8,
+        before: DateTime<Utc>,
+        answer: Result<issue_coupon::Output, issue_coupon::Error>,
+    ) -> Check {
+        let seal = TicketSeal::new(&self.secret);
+        match answer {
+            Ok(out) => {
+                count(&mut self.tally, "accepted");
+                let id = seal
+                    .open(&out.ticket)
+                    .map_err(|e| fail("an accepted ticket does not open", e))?;
+                self.tickets.push(Ticket {
+                    sealed: out.ticket,
+                    id,
+                    campaign,
+                    user: user(u),
+                    accepted_at: out.accepted_at,
+                });
+            }
+            Err(issue_coupon::Error::SoldOut) => {
+                count(&mut self.tally, "refused: sold out");
+                self.sold_out.push(SoldOutRefusal {
+                    campaign,
+                    log_end: u64::MAX,
+                });
+            }
+            Err(issue_coupon::Error::NotStarted { starts_at }) => {
+                count(&mut self.tally, "refused: not started");
+                ensure!(
+                    before + SKEW_ALLOWANCE < starts_at,
+                    "refused as not started at {before}, start {starts_at}, allowance {SKEW_ALLOWANCE}"
+                );
+            }
+            Err(other) => return Err(fail("IssueCoupon failed", other)),
         }
         Ok(())
     }
@@ -618,9 +708,17 @@ impl Case {
     async fn restart(&mut self) -> Check {
         if let Some(mut node) = self.node.take() {
             node.kill_worker().await;
+            // A killed process writes nothing more. Here its log writer task outlives the
+            // handles until it wrote what was queued: wait for it to stop (its end watch
+            // closes), so that two writers never share the file.
+            let mut end = node.log.end();
             drop(node);
+            let stopped = tokio::time::timeout(Duration::from_secs(5), async {
+                while end.changed().await.is_ok() {}
+            });
+            ensure!(stopped.await.is_ok(), "the old log writer did not stop");
         }
-        let mut node = Node::open(self.dir.path(), &self.secret, &self.acknowledged).await?;
+        let mut node = Node::open(self.dir.path(), &self.secret, &self.appends).await?;
         node.start_worker(&self.secret, self.faults.as_ref());
         self.node = Some(node);
         Ok(())
@@ -723,53 +821,82 @@ impl Case {
         node.drain().await?;
         node.kill_worker().await;
 
-        let acknowledged = self.acknowledged.lock().expect("recording lock").clone();
-        let model = Model::new(&acknowledged)?;
+        let model = self.check_log().await?;
         let outcome = model.resolve(u64::MAX);
-        self.check_log(&model).await?;
         let listed = self.check_campaigns(&outcome).await?;
         self.check_tickets(&outcome, &listed).await?;
         self.check_observations(&model, &outcome, &listed)?;
         self.check_rebuild(&outcome).await
     }
 
-    /// The log holds exactly the acknowledged appends, at their positions and times.
-    async fn check_log(&mut self, model: &Model) -> Check {
+    /// The log holds every acknowledged append at its position and time, and otherwise
+    /// only requests whose answer died with a process. Returns the model of the log.
+    async fn check_log(&mut self) -> Result<Model, String> {
         let node = self.node();
         let end = node.log_end();
-        let mut stored = Vec::new();
-        let mut next = 0;
-        while next < end {
+        let mut log = Vec::new();
+        while (log.len() as u64) < end {
             let raw = node
                 .log
-                .read(next, 256)
+                .read(log.len() as u64, 256)
                 .await
                 .map_err(|e| fail("reading the log", e))?;
-            let last = raw.last().map(|r| r.offset);
-            ensure!(last.is_some(), "log ends at {next} before {end}");
+            ensure!(!raw.is_empty(), "log ends at {} before {end}", log.len());
             for record in &raw {
+                ensure!(
+                    record.offset == log.len() as u64,
+                    "log offset {} where {} was due",
+                    record.offset,
+                    log.len()
+                );
                 let decoded = embedded_log::decode(record);
-                stored.push(decoded.ok_or(format!("record {} undecodable", record.offset))?);
+                log.push(decoded.ok_or(format!("record {} undecodable", record.offset))?);
             }
-            next = last.map_or(end, |last| last + 1);
         }
-        let events: Vec<_> = model.events().collect();
-        ensure!(
-            stored.len() == events.len(),
-            "the log holds {} records, {} appends were acknowledged",
-            stored.len(),
-            events.len()
-        );
-        for (record, (offset, (event, appended))) in stored.iter().zip(events) {
+        let appends = self.appends.lock().expect("recording lock");
+        let mut acknowledged = HashSet::new();
+        for (event, appended) in &appends.acknowledged {
+            let offset = appended.position.offset;
+            let record = log.get(offset as usize);
             ensure!(
-                record.position == appended.position
-                    && record.position.offset == *offset
-                    && record.appended_at == appended.appended_at
-                    && &record.event == event,
-                "log record {record:?} is not the acknowledged {event:?} at {appended:?}"
+                record.is_some_and(|r| r.position == appended.position
+                    && r.appended_at == appended.appended_at
+                    && &r.event == event),
+                "acknowledged {event:?} at {appended:?}, the log has {record:?} there"
             );
+            acknowledged.insert(offset);
         }
-        Ok(())
+        let attempted: HashSet<TicketId> = appends
+            .attempted
+            .iter()
+            .filter_map(|event| match event {
+                LogEvent::IssueRequested { ticket_id, .. } => Some(*ticket_id),
+                LogEvent::CampaignCreated(_) => None,
+            })
+            .collect();
+        drop(appends);
+        for record in &log {
+            if acknowledged.contains(&record.position.offset) {
+                continue;
+            }
+            ensure!(
+                matches!(&record.event, LogEvent::IssueRequested { ticket_id, .. }
+                    if attempted.contains(ticket_id)),
+                "the log holds {record:?}, which nobody appended or which was acknowledged"
+            );
+            count(&mut self.tally, "appended, never acknowledged");
+        }
+        let records: Vec<(LogEvent, Appended)> = log
+            .into_iter()
+            .map(|r| {
+                let appended = Appended {
+                    position: r.position,
+                    appended_at: r.appended_at,
+                };
+                (r.event, appended)
+            })
+            .collect();
+        Model::new(&records)
     }
 
     /// Each campaign against the model; returns its coupons by ordinal.
@@ -869,9 +996,10 @@ impl Case {
         listed: &HashMap<CampaignId, Vec<Coupon>>,
     ) -> Check {
         let acknowledged: HashMap<TicketId, Appended> = self
-            .acknowledged
+            .appends
             .lock()
             .expect("recording lock")
+            .acknowledged
             .iter()
             .filter_map(|(event, appended)| match event {
                 LogEvent::IssueRequested { ticket_id, .. } => Some((*ticket_id, *appended)),
@@ -1148,6 +1276,8 @@ fn random_histories_end_as_the_model_says() {
             "polled: decided",
             "worker killed",
             "process restarted",
+            "process restarted mid-burst",
+            "appended, never acknowledged",
             "decided offset rewound",
             "second worker: committed, its repeat fenced",
             "second worker: fenced twice",

@@ -1,6 +1,7 @@
 //! A sequential reference model of the whole service, for the model-based tests: given
-//! every event the log acknowledged, in the order the log assigned, it says what each
-//! ticket's final status must be and who holds which coupon of each campaign. It is
+//! the log's records in the order the log assigned (every acknowledged append among
+//! them), it says what each ticket's final status must be and who holds which coupon of
+//! each campaign. It is
 //! written from DESIGN §5 alone and shares no code with the real decision
 //! (`domain::issuance`), so the two can disagree.
 
@@ -37,35 +38,30 @@ pub struct Outcome {
     pub campaigns: HashMap<CampaignId, ModelCampaign>,
 }
 
-/// The log as the model knows it: acknowledged appends by offset.
+/// The log as the model knows it: records by offset.
 #[derive(Debug, Default)]
 pub struct Model {
     log: BTreeMap<u64, (LogEvent, Appended)>,
 }
 
 impl Model {
-    /// Fails when the log gave two acknowledged appends one position, or put one
-    /// outside its only partition.
-    pub fn new(acknowledged: &[(LogEvent, Appended)]) -> Result<Self, String> {
+    /// Fails when two records share a position, or one is outside the only partition.
+    pub fn new(records: &[(LogEvent, Appended)]) -> Result<Self, String> {
         let mut log = BTreeMap::new();
-        for (event, appended) in acknowledged {
+        for (event, appended) in records {
             if appended.position.partition != 0 {
-                return Err(format!("append acknowledged at {:?}", appended.position));
+                return Err(format!("a record at {:?}", appended.position));
             }
             if let Some((earlier, _)) =
                 log.insert(appended.position.offset, (event.clone(), *appended))
             {
                 return Err(format!(
-                    "offset {} acknowledged twice: {earlier:?} and {event:?}",
+                    "offset {} holds both {earlier:?} and {event:?}",
                     appended.position.offset
                 ));
             }
         }
         Ok(Self { log })
-    }
-
-    pub fn events(&self) -> impl Iterator<Item = (&u64, &(LogEvent, Appended))> {
-        self.log.iter()
     }
 
     /// The outcome of deciding the records before `end` (all of them for `u64::MAX`),
