@@ -8,31 +8,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::connect::{Client, is_well_formed_code, rfc3339_in};
+use common::embedded::Server;
 use coupon::modes::embedded;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-struct Server {
-    client: Client,
-    running: embedded::Running,
-    _dir: tempfile::TempDir,
-}
-
 async fn start() -> Server {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = embedded::Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().to_path_buf(),
-        admin: Default::default(),
-        serve: Default::default(),
-    };
-    let running = embedded::start(config).await.expect("server starts");
-    let client = Client::new(format!("http://{}", running.addr));
-    Server {
-        client,
-        running,
-        _dir: dir,
-    }
+    Server::start(Default::default()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

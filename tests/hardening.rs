@@ -7,41 +7,17 @@ mod common;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use common::connect::{Client, rfc3339_in};
-use coupon::modes::{ServeArgs, embedded};
+use common::connect::rfc3339_in;
+use common::embedded::Server;
+use coupon::modes::ServeArgs;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-struct Server {
-    client: Client,
-    running: embedded::Running,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(serve: ServeArgs) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config = embedded::Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().to_path_buf(),
-            admin: Default::default(),
-            serve,
-        };
-        let running = embedded::start(config).await.expect("server starts");
-        let client = Client::new(format!("http://{}", running.addr));
-        Self {
-            client,
-            running,
-            _dir: dir,
-        }
-    }
-
-    async fn connect(&self) -> TcpStream {
-        TcpStream::connect(self.running.addr)
-            .await
-            .expect("connect")
-    }
+async fn connect(server: &Server) -> TcpStream {
+    TcpStream::connect(server.running.addr)
+        .await
+        .expect("connect")
 }
 
 /// Writes an IssueCoupon request head announcing `length` body bytes, and `sent` of them.
@@ -68,8 +44,8 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
         ..ServeArgs::DEFAULT
     })
     .await;
-    let mut idle = server.connect().await;
-    let mut slow = server.connect().await;
+    let mut idle = connect(&server).await;
+    let mut slow = connect(&server).await;
     slow.write_all(b"POST /coupon.v1.CouponService/IssueCoupon HTTP/1.1\r\nHost: te")
         .await
         .expect("write");
@@ -91,7 +67,7 @@ async fn a_body_that_never_arrives_gets_deadline_exceeded() {
         ..ServeArgs::DEFAULT
     })
     .await;
-    let mut stream = server.connect().await;
+    let mut stream = connect(&server).await;
     send_partial_request(&mut stream, "application/json", 200).await;
     let mut response = vec![0; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
@@ -118,7 +94,7 @@ async fn a_request_over_the_in_flight_cap_is_refused_at_once_in_its_protocol() {
         .expect("created");
     let campaign_id = campaign["id"].as_str().expect("id").to_owned();
     // A client stalled mid-body holds the only slot.
-    let mut holder = server.connect().await;
+    let mut holder = connect(&server).await;
     send_partial_request(&mut holder, "application/json", 500).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -179,7 +155,7 @@ async fn a_request_waits_its_turn_for_at_most_the_queue_timeout() {
         ..ServeArgs::DEFAULT
     })
     .await;
-    let mut holder = server.connect().await;
+    let mut holder = connect(&server).await;
     send_partial_request(&mut holder, "application/json", 500).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let started = std::time::Instant::now();
@@ -207,8 +183,8 @@ async fn connections_over_the_cap_wait_for_a_free_one() {
         ..ServeArgs::DEFAULT
     })
     .await;
-    let first = server.connect().await;
-    let mut second = server.connect().await;
+    let first = connect(&server).await;
+    let mut second = connect(&server).await;
     second
         .write_all(b"POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
         .await

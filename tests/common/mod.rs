@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod connect;
+pub mod embedded;
 pub mod faulty_store;
 pub mod flood;
 pub mod model;
