@@ -258,3 +258,36 @@ async fn metrics_count_requests_by_procedure_and_code_and_decisions_by_status() 
     assert!(value("coupon_decided_offset{partition=\"0\"}") >= 3.0);
     assert!(text.contains("coupon_decision_lag_seconds{partition=\"0\"}"));
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_with_a_clear_error_and_the_server_stays_up() {
+    let server = Server::start(ServeArgs::DEFAULT).await;
+    let huge = format!(
+        "{{\"campaignId\":\"x\",\"userId\":\"{}\"}}",
+        "u".repeat(5 << 20)
+    );
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/coupon.v1.CouponService/IssueCoupon",
+            server.running.addr
+        ))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("answered");
+    let status = response.status().as_u16();
+    let error: Value = response.json().await.expect("a Connect error body");
+    assert_eq!(
+        error["code"], "resource_exhausted",
+        "HTTP {status}: {error}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("size"),
+        "{error}"
+    );
+    server.client.health().await.expect("still serving");
+}
