@@ -366,9 +366,10 @@ mod tests {
         let coupon = Coupon {
             code: CouponCode::parse("가나다라마바사아자1")?,
             campaign_id: campaign.id,
-            user_id: UserId::parse("u1")?,
+            // Characters JSON escapes, on the way through the one-row page read too.
+            user_id: UserId::parse("u\"1\\ 사용자")?,
             ticket_id: TicketId::generate(),
-            issued_at: Utc::now(),
+            issued_at: crate::domain::campaign::truncate_to_millis(Utc::now()),
             ordinal: 1,
         };
         let changes = BatchChanges {
@@ -381,11 +382,15 @@ mod tests {
         assert_eq!(store.next_offset(0).await?, 6);
         let mut batch = store.begin(0, 6, 7).await?;
         let holders = batch
-            .load_holders(campaign.id, &[UserId::parse("u1")?, UserId::parse("u2")?])
+            .load_holders(campaign.id, &[coupon.user_id.clone(), UserId::parse("u2")?])
             .await?;
         assert_eq!(holders, vec![(coupon.user_id.clone(), coupon.code.clone())]);
 
         // A uniqueness backstop fails the whole batch, offset included.
+        assert_eq!(
+            store.list_coupons(campaign.id, 0, 10).await?,
+            vec![coupon.clone()]
+        );
         let again = BatchChanges {
             coupons: vec![coupon],
             ..BatchChanges::default()

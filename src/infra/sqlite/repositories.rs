@@ -1,5 +1,7 @@
 //! Reads and the API node's campaign insert.
 
+use std::borrow::Cow;
+
 use uuid::Uuid;
 
 use super::{SqliteStore, from_millis, to_millis};
@@ -105,14 +107,30 @@ impl CampaignRepository for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(store_error)?;
-        let rows: Vec<(String, i64, String, String, i64)> =
-            serde_json::from_str(&page).map_err(corrupt)?;
+        // Strings borrowed from the page where they need no unescaping: each field is
+        // validated into its domain type and copied once.
+        #[derive(serde::Deserialize)]
+        struct Row<'a>(
+            #[serde(borrow)] Cow<'a, str>,
+            i64,
+            #[serde(borrow)] Cow<'a, str>,
+            #[serde(borrow)] Cow<'a, str>,
+            i64,
+        );
+        let rows: Vec<Row<'_>> = serde_json::from_str(&page).map_err(corrupt)?;
         let mut coupons = rows
             .into_iter()
-            .map(|(code, ordinal, user, ticket, at)| {
-                coupon_from_row((code, id.to_string(), ordinal, user, ticket, at))
+            .map(|Row(code, ordinal, user, ticket, at)| {
+                Ok(Coupon {
+                    code: CouponCode::parse(&code).map_err(corrupt)?,
+                    campaign_id: id,
+                    user_id: UserId::parse(&user).map_err(corrupt)?,
+                    ticket_id: TicketId::from_uuid(parse_uuid(&ticket)?),
+                    issued_at: from_millis(at)?,
+                    ordinal: to_u64(ordinal)?,
+                })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, StoreError>>()?;
         // json_group_array keeps the subquery's order in practice; issue order is the contract.
         coupons.sort_by_key(|c| c.ordinal);
         Ok(coupons)
