@@ -2,6 +2,7 @@
 //! decided offset, in one WAL-mode file.
 
 mod issuance;
+mod readers;
 mod repositories;
 
 use std::path::Path;
@@ -17,11 +18,13 @@ pub use issuance::SqliteBatch;
 use super::sql_error::{corrupt, store_error};
 use crate::domain::ports::StoreError;
 
-/// Handle to the state database; cheap to clone. Reads go through the sqlx pool; the
-/// issuing worker's transactions go to one writer thread (see `issuance`).
+/// Handle to the state database; cheap to clone. The API's reads use rusqlite
+/// connections (see `readers`), the issuing worker's transactions one writer thread
+/// (see `issuance`); the sqlx pool migrates, pings and inserts the API's campaigns.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    readers: std::sync::Arc<readers::Readers>,
     writer: std::sync::mpsc::Sender<issuance::Session>,
 }
 
@@ -58,7 +61,11 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
         let writer = issuance::spawn_writer(open_writer(path, Durability::Normal)?)?;
-        Ok(Self { pool, writer })
+        Ok(Self {
+            pool,
+            readers: readers::Readers::new(path),
+            writer,
+        })
     }
 }
 
