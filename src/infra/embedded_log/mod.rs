@@ -9,11 +9,11 @@ mod worker;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -21,7 +21,7 @@ pub use worker::run_worker;
 
 use super::event_codec;
 use super::sql_error::{corrupt, sqlite_error, store_error};
-use super::sqlite::{Durability, open_writer};
+use super::sqlite::{Durability, Readers, open_writer};
 use crate::domain::log::Appended;
 use crate::domain::ports::{IssueLog, LogError, StoreError};
 use crate::domain::{LogEvent, LogPosition, LogRecord};
@@ -42,7 +42,7 @@ struct AppendJob {
 #[derive(Clone)]
 pub struct EmbeddedLog {
     jobs: mpsc::Sender<AppendJob>,
-    pool: SqlitePool,
+    readers: Arc<Readers>,
     end: watch::Receiver<u64>,
 }
 
@@ -73,6 +73,8 @@ impl EmbeddedLog {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
+        // sqlx only creates and migrates the file; rusqlite reads and writes it.
+        pool.close().await;
         let conn = open_writer(path, Durability::Full)?;
         let (next_offset, last_time) = tail(&conn)?;
         let (jobs, queue) = mpsc::channel(QUEUE_CAPACITY);
@@ -87,35 +89,39 @@ impl EmbeddedLog {
             .name("coupon-log-writer".into())
             .spawn(move || writer.run(queue))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the log writer: {e}")))?;
-        Ok(Self { jobs, pool, end })
+        Ok(Self {
+            jobs,
+            readers: Readers::new(path),
+            end,
+        })
     }
 
-    /// Up to `limit` records from `offset` on, in order.
+    /// Up to `limit` records from `offset` on, in order. Rows are stepped on the blocking
+    /// pool straight into records: one hand-off per batch, no JSON in between.
     pub async fn read(&self, offset: u64, limit: u32) -> Result<Vec<RawRecord>, StoreError> {
-        // One row holding a JSON array of records: sqlx hands each SQLite row across
-        // threads separately, which cost more than reading them.
-        const SQL: &str = "SELECT json_group_array(json_array(log_offset, appended_at_ms, payload)) \
-             FROM (SELECT log_offset, appended_at_ms, payload FROM log_records \
-                   WHERE log_offset >= ? ORDER BY log_offset LIMIT ?)";
+        const SQL: &str = "SELECT log_offset, appended_at_ms, payload FROM log_records \
+             WHERE log_offset >= ? ORDER BY log_offset LIMIT ?";
         let from = i64::try_from(offset).unwrap_or(i64::MAX);
-        let batch: String = sqlx::query_scalar(SQL)
-            .bind(from)
-            .bind(i64::from(limit))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        let mut rows: Vec<(u64, i64, String)> = serde_json::from_str(&batch).map_err(corrupt)?;
-        rows.sort_by_key(|(offset, _, _)| *offset);
-        rows.into_iter()
-            .map(|(offset, at, payload)| {
-                Ok(RawRecord {
-                    offset,
-                    appended_at: DateTime::from_timestamp_millis(at)
-                        .ok_or_else(|| corrupt(format!("time {at}")))?,
-                    payload,
-                })
+        self.readers
+            .with_blocking(move |conn| {
+                let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+                let mut rows = select
+                    .query(rusqlite::params![from, i64::from(limit)])
+                    .map_err(sqlite_error)?;
+                let mut records = Vec::with_capacity(limit.min(4_096) as usize);
+                while let Some(row) = rows.next().map_err(sqlite_error)? {
+                    let offset: i64 = row.get(0).map_err(sqlite_error)?;
+                    let at: i64 = row.get(1).map_err(sqlite_error)?;
+                    records.push(RawRecord {
+                        offset: u64::try_from(offset).map_err(corrupt)?,
+                        appended_at: DateTime::from_timestamp_millis(at)
+                            .ok_or_else(|| corrupt(format!("time {at}")))?,
+                        payload: row.get(2).map_err(sqlite_error)?,
+                    });
+                }
+                Ok(records)
             })
-            .collect()
+            .await
     }
 
     /// Watches the offset one past the last durable record.

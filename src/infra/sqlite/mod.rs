@@ -14,6 +14,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use issuance::SqliteBatch;
+pub(crate) use readers::Readers;
 
 use super::sql_error::{corrupt, store_error};
 use crate::domain::ports::StoreError;

@@ -16,13 +16,13 @@ use crate::infra::sql_error::sqlite_error;
 /// Idle connections kept; more may be open at once under load, then closed.
 const MAX_IDLE: usize = 8;
 
-pub(super) struct Readers {
+pub(crate) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl Readers {
-    pub(super) fn new(path: &Path) -> Arc<Self> {
+    pub(crate) fn new(path: &Path) -> Arc<Self> {
         Arc::new(Self {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
@@ -30,7 +30,7 @@ impl Readers {
     }
 
     /// Runs `read` on an idle connection (opening one if none is idle), on this thread.
-    pub(super) fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -48,7 +48,7 @@ impl Readers {
     }
 
     /// Runs `read` on tokio's blocking pool: for reads too long to run inline.
-    pub(super) async fn with_blocking<T: Send + 'static>(
+    pub(crate) async fn with_blocking<T: Send + 'static>(
         self: &Arc<Self>,
         read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
