@@ -1,7 +1,5 @@
 //! Reads and the API node's campaign insert.
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -98,46 +96,21 @@ impl CampaignRepository for PgStore {
         after_ordinal: u64,
         limit: u32,
     ) -> Result<Vec<Coupon>, StoreError> {
-        // The page comes back as ONE row holding a JSON array, as on SQLite: decoding
-        // 10,000 DataRow messages one by one through sqlx cost more than the query.
-        // Times travel as integer microseconds (timestamptz's own precision), exactly.
-        const SQL: &str = "SELECT COALESCE(json_agg(json_build_array(code, ordinal, user_id, ticket_id, \
-             (extract(epoch FROM issued_at) * 1000000)::bigint) ORDER BY ordinal), '[]')::text \
-             FROM (SELECT code, ordinal, user_id, ticket_id, issued_at FROM coupons \
-                   WHERE campaign_id = $1 AND ordinal > $2 ORDER BY ordinal LIMIT $3) page";
-        #[derive(serde::Deserialize)]
-        struct Row<'a>(
-            #[serde(borrow)] Cow<'a, str>,
-            i64,
-            #[serde(borrow)] Cow<'a, str>,
-            Uuid,
-            i64,
-        );
-        let page: String = sqlx::query_scalar(SQL)
+        // Row by row on purpose: unlike SQLite, sqlx decodes PostgreSQL rows on this task
+        // (no thread hand-off per row), and one-row pages built by the server measured
+        // slower for 10,000 coupons (json_agg 26 ms, array_agg 22 ms, rows 13.5 ms).
+        const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at FROM coupons \
+             WHERE campaign_id = $1 AND ordinal > $2 ORDER BY ordinal LIMIT $3";
+        sqlx::query_as::<_, CouponRow>(SQL)
             .bind(id.as_uuid())
             .bind(to_i64(after_ordinal)?)
             .bind(i64::from(limit))
-            .fetch_one(&self.pool)
+            .fetch_all(&self.pool)
             .await
-            .map_err(store_error)?;
-        let rows: Vec<Row<'_>> = serde_json::from_str(&page).map_err(corrupt)?;
-        let mut coupons = rows
+            .map_err(store_error)?
             .into_iter()
-            .map(|Row(code, ordinal, user, ticket, at)| {
-                Ok(Coupon {
-                    code: CouponCode::parse(&code).map_err(corrupt)?,
-                    campaign_id: id,
-                    user_id: UserId::parse(&user).map_err(corrupt)?,
-                    ticket_id: TicketId::from_uuid(ticket),
-                    issued_at: DateTime::from_timestamp_micros(at)
-                        .ok_or_else(|| corrupt(format!("timestamp {at} us")))?,
-                    ordinal: to_u64(ordinal)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        // json_agg(... ORDER BY ordinal) orders it already; issue order is the contract.
-        coupons.sort_by_key(|c| c.ordinal);
-        Ok(coupons)
+            .map(coupon_from_row)
+            .collect()
     }
 }
 
