@@ -113,8 +113,9 @@ pub(crate) fn open_writer(
         .map_err(sqlite_error)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sqlite_error)?;
-    // 64 MiB of page cache: the writer's indexes stay in memory instead of being re-read.
-    conn.pragma_update(None, "cache_size", -65_536)
+    // 8 MiB of page cache (default 2): hot index pages stay in memory. 64 MiB measured
+    // ~8 % more writer CPU: SQLite scans the cache's hash at the end of every commit.
+    conn.pragma_update(None, "cache_size", -8_192)
         .map_err(sqlite_error)?;
     // Checkpoint every ~16 MiB of WAL instead of 4 MiB: hot index pages rewritten by many
     // commits are copied back once per checkpoint.
