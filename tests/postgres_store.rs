@@ -180,7 +180,8 @@ async fn campaigns_round_trip_and_coupons_page_in_issue_order() -> TestResult {
         coupons.push(Coupon {
             code: codes.code_for(paged.origin, ordinal)?,
             campaign_id: paged.id,
-            user_id: UserId::parse(&format!("user-{ordinal}"))?,
+            // Characters JSON must escape survive the one-row page read.
+            user_id: UserId::parse(&format!("user \"{ordinal}\\ 사용자"))?,
             ticket_id: TicketId::generate(),
             issued_at: at(START_MS + i64::try_from(ordinal)?),
             ordinal,

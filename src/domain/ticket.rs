@@ -45,21 +45,24 @@ pub struct ForeignTicket;
 /// of the log.
 #[derive(Clone)]
 pub struct TicketSeal {
-    key: [u8; 32],
+    /// Keyed once: each MAC then costs two SHA-256 blocks instead of four (a
+    /// GetCampaign page seals 10,000 ticket ids).
+    keyed: Hmac<Sha256>,
 }
 
 const SEAL_HEX_CHARS: usize = 16;
 
 impl TicketSeal {
     pub fn new(secret: &SecretKey) -> Self {
+        let key = secret.derive("coupon.v1 ticket seal");
         Self {
-            key: secret.derive("coupon.v1 ticket seal"),
+            keyed: <Hmac<Sha256> as Mac>::new_from_slice(&key)
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
         }
     }
 
     fn mac(&self, id: TicketId) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        let mut mac = self.keyed.clone();
         mac.update(id.0.as_bytes());
         mac
     }
@@ -67,7 +70,15 @@ impl TicketSeal {
     /// The wire form: `<uuid>.<16 hex digits of MAC>`.
     pub fn seal(&self, id: TicketId) -> String {
         let tag = self.mac(id).finalize().into_bytes();
-        format!("{}.{}", id.0, hex::encode(&tag[..SEAL_HEX_CHARS / 2]))
+        let mut sealed = String::with_capacity(uuid::fmt::Hyphenated::LENGTH + 1 + SEAL_HEX_CHARS);
+        sealed.push_str(id.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+        sealed.push('.');
+        let mut hex_tag = [0_u8; SEAL_HEX_CHARS];
+        hex::encode_to_slice(&tag[..SEAL_HEX_CHARS / 2], &mut hex_tag)
+            .unwrap_or_else(|_| unreachable!("the buffer holds exactly the tag's hex digits"));
+        // hex digits are ASCII.
+        sealed.extend(hex_tag.iter().map(|&b| char::from(b)));
+        sealed
     }
 
     pub fn open(&self, sealed: &str) -> Result<TicketId, ForeignTicket> {
@@ -155,6 +166,9 @@ mod tests {
         let seal = TicketSeal::new(&SecretKey::generate());
         let id = TicketId::generate();
         let sealed = seal.seal(id);
+        // The wire form is unchanged: `<uuid>.<first 8 bytes of the MAC in hex>`.
+        let tag = seal.mac(id).finalize().into_bytes();
+        assert_eq!(sealed, format!("{id}.{}", hex::encode(&tag[..8])));
         assert_eq!(seal.open(&sealed), Ok(id));
         assert_eq!(seal.open(&id.to_string()), Err(ForeignTicket));
         let mut forged = sealed.clone();

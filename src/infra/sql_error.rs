@@ -18,3 +18,18 @@ pub fn store_error(error: sqlx::Error) -> StoreError {
 pub fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
+
+/// rusqlite errors (the embedded mode's writer threads) as the domain sees them.
+pub fn sqlite_error(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::ErrorCode;
+    match &error {
+        rusqlite::Error::SqliteFailure(e, message) if e.code == ErrorCode::ConstraintViolation => {
+            StoreError::Conflict(message.clone().unwrap_or_else(|| e.to_string()))
+        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => StoreError::Corrupt(error.to_string()),
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}

@@ -96,6 +96,9 @@ impl CampaignRepository for PgStore {
         after_ordinal: u64,
         limit: u32,
     ) -> Result<Vec<Coupon>, StoreError> {
+        // Row by row on purpose: unlike SQLite, sqlx decodes PostgreSQL rows on this task
+        // (no thread hand-off per row), and one-row pages built by the server measured
+        // slower for 10,000 coupons (json_agg 26 ms, array_agg 22 ms, rows 13.5 ms).
         const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at FROM coupons \
              WHERE campaign_id = $1 AND ordinal > $2 ORDER BY ordinal LIMIT $3";
         sqlx::query_as::<_, CouponRow>(SQL)

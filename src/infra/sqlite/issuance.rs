@@ -1,18 +1,257 @@
-//! The issuing worker's transaction on SQLite. `BEGIN IMMEDIATE` takes the write lock up
-//! front, so the offset check and the writes see one consistent state.
+//! The issuing worker's transaction on SQLite, run by one dedicated OS thread that owns a
+//! rusqlite connection. `IssuanceStore::begin` hands the thread a session; each batch call
+//! is one message answered on a oneshot, and the statements themselves are plain function
+//! calls on that thread (sqlx would hand every statement, and every row, to its own
+//! connection thread and back). `BEGIN IMMEDIATE` takes the write lock up front, so the
+//! offset check and the writes see one consistent state. A batch dropped without a commit
+//! is rolled back.
 
-use serde_json::json;
-use sqlx::{Sqlite, Transaction};
+use std::sync::mpsc as std_mpsc;
 
-use super::repositories::{CampaignRow, campaign_from_row, insert_campaign};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use super::repositories::{CampaignRow, INSERT_CAMPAIGN, campaign_from_row};
 use super::{SqliteStore, to_millis};
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, CouponCode, UserId};
-use crate::infra::sql_error::{corrupt, store_error};
+use crate::infra::sql_error::{corrupt, sqlite_error, store_error};
 use crate::infra::sql_values::{to_i64, to_u64};
 
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One batch's transaction, as the writer thread receives it.
+pub(super) struct Session {
+    partition: u32,
+    expected: u64,
+    next: u64,
+    ops: std_mpsc::Receiver<Op>,
+    reply: Reply<()>,
+}
+
+enum Op {
+    LoadCampaigns(Vec<CampaignId>, Reply<Vec<Campaign>>),
+    LoadHolders(CampaignId, Vec<UserId>, Reply<Vec<(UserId, CouponCode)>>),
+    Commit(BatchChanges, Reply<()>),
+}
+
 pub struct SqliteBatch {
-    tx: Transaction<'static, Sqlite>,
+    ops: std_mpsc::Sender<Op>,
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::Unavailable("the SQLite writer thread stopped".into())
+}
+
+/// Starts the writer thread; it stops once every sender of sessions is dropped.
+pub(super) fn spawn_writer(conn: Connection) -> Result<std_mpsc::Sender<Session>, StoreError> {
+    let (sessions, queue) = std_mpsc::channel::<Session>();
+    std::thread::Builder::new()
+        .name("coupon-sqlite-writer".into())
+        .spawn(move || run_writer(&conn, &queue))
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
+    Ok(sessions)
+}
+
+fn run_writer(conn: &Connection, queue: &std_mpsc::Receiver<Session>) {
+    while let Ok(session) = queue.recv() {
+        let begun = begin(conn, session.partition, session.expected, session.next);
+        let ok = begun.is_ok();
+        // A caller that went away drops its ops sender too: the loop below then ends.
+        let _ = session.reply.send(begun);
+        if ok {
+            while let Ok(op) = session.ops.recv() {
+                match op {
+                    Op::LoadCampaigns(ids, reply) => {
+                        let _ = reply.send(load_campaigns(conn, &ids));
+                    }
+                    Op::LoadHolders(campaign, users, reply) => {
+                        let _ = reply.send(load_holders(conn, campaign, &users));
+                    }
+                    Op::Commit(changes, reply) => {
+                        let _ = reply.send(commit(conn, &changes));
+                        break;
+                    }
+                }
+            }
+        }
+        // Whatever did not commit (an error, a fenced or abandoned batch) leaves nothing.
+        if !conn.is_autocommit()
+            && let Err(error) = conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(%error, "rolling back an unfinished batch failed");
+        }
+    }
+    tracing::debug!("SQLite writer stopped");
+}
+
+fn begin(conn: &Connection, partition: u32, expected: u64, next: u64) -> Result<(), StoreError> {
+    const ENSURE: &str = "INSERT INTO partition_offsets (log_partition, next_offset) VALUES (?, 0) ON CONFLICT DO NOTHING";
+    const ADVANCE: &str =
+        "UPDATE partition_offsets SET next_offset = ? WHERE log_partition = ? AND next_offset = ?";
+    const STORED: &str = "SELECT next_offset FROM partition_offsets WHERE log_partition = ?";
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(sqlite_error)?;
+    conn.prepare_cached(ENSURE)
+        .and_then(|mut s| s.execute(params![i64::from(partition)]))
+        .map_err(sqlite_error)?;
+    let advanced = conn
+        .prepare_cached(ADVANCE)
+        .and_then(|mut s| {
+            s.execute(params![
+                to_i64(next).unwrap_or(i64::MAX),
+                i64::from(partition),
+                to_i64(expected).unwrap_or(i64::MAX)
+            ])
+        })
+        .map_err(sqlite_error)?;
+    if advanced != 1 {
+        let stored: i64 = conn
+            .prepare_cached(STORED)
+            .and_then(|mut s| s.query_row(params![i64::from(partition)], |row| row.get(0)))
+            .map_err(sqlite_error)?;
+        return Err(StoreError::Fenced {
+            partition,
+            expected,
+            stored: to_u64(stored)?,
+        });
+    }
+    Ok(())
+}
+
+fn load_campaigns(conn: &Connection, ids: &[CampaignId]) -> Result<Vec<Campaign>, StoreError> {
+    const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset \
+         FROM campaigns WHERE id = ?";
+    let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+    let mut campaigns = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row: Option<CampaignRow> = select
+            .query_row(params![id.to_string()], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .optional()
+            .map_err(sqlite_error)?;
+        if let Some(row) = row {
+            campaigns.push(campaign_from_row(row)?);
+        }
+    }
+    Ok(campaigns)
+}
+
+/// One index probe per user: the (campaign, user) unique index answers each.
+fn load_holders(
+    conn: &Connection,
+    campaign: CampaignId,
+    users: &[UserId],
+) -> Result<Vec<(UserId, CouponCode)>, StoreError> {
+    const SQL: &str = "SELECT code FROM coupons WHERE campaign_id = ? AND user_id = ?";
+    let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+    let campaign = campaign.to_string();
+    let mut holders = Vec::new();
+    for user in users {
+        let code: Option<String> = select
+            .query_row(params![campaign, user.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(sqlite_error)?;
+        if let Some(code) = code {
+            holders.push((user.clone(), CouponCode::parse(&code).map_err(corrupt)?));
+        }
+    }
+    Ok(holders)
+}
+
+/// One prepared statement per table, executed per row, and one COMMIT.
+fn commit(conn: &Connection, changes: &BatchChanges) -> Result<(), StoreError> {
+    const COUPONS: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?)";
+    const TICKETS: &str = "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ticket_id) DO NOTHING";
+    const COUNT: &str = "UPDATE campaigns SET issued_coupons = ? WHERE id = ?";
+
+    if !changes.new_campaigns.is_empty() {
+        let mut insert = conn.prepare_cached(INSERT_CAMPAIGN).map_err(sqlite_error)?;
+        for c in &changes.new_campaigns {
+            insert
+                .execute(params![
+                    c.id.to_string(),
+                    c.name.as_str(),
+                    to_i64(c.total_coupons.get())?,
+                    to_millis(c.starts_at),
+                    to_millis(c.created_at),
+                    i64::from(c.origin.partition),
+                    to_i64(c.origin.offset)?
+                ])
+                .map_err(sqlite_error)?;
+        }
+    }
+    if !changes.coupons.is_empty() {
+        let mut insert = conn.prepare_cached(COUPONS).map_err(sqlite_error)?;
+        let mut campaign: Option<(CampaignId, String)> = None;
+        for c in &changes.coupons {
+            // Batches are mostly one campaign: format its id once.
+            let campaign_id = match &campaign {
+                Some((id, text)) if *id == c.campaign_id => text,
+                _ => {
+                    &campaign
+                        .insert((c.campaign_id, c.campaign_id.to_string()))
+                        .1
+                }
+            };
+            insert
+                .execute(params![
+                    c.code.as_str(),
+                    campaign_id,
+                    to_i64(c.ordinal)?,
+                    c.user_id.as_str(),
+                    c.ticket_id.to_string(),
+                    to_millis(c.issued_at)
+                ])
+                .map_err(sqlite_error)?;
+        }
+    }
+    if !changes.tickets.is_empty() {
+        let mut insert = conn.prepare_cached(TICKETS).map_err(sqlite_error)?;
+        let mut campaign: Option<(CampaignId, String)> = None;
+        for t in &changes.tickets {
+            let campaign_id = match &campaign {
+                Some((id, text)) if *id == t.campaign_id => text,
+                _ => {
+                    &campaign
+                        .insert((t.campaign_id, t.campaign_id.to_string()))
+                        .1
+                }
+            };
+            insert
+                .execute(params![
+                    t.ticket_id.to_string(),
+                    campaign_id,
+                    t.user_id.as_str(),
+                    t.status.code(),
+                    t.coupon_code.as_ref().map(CouponCode::as_str),
+                    i64::from(t.position.partition),
+                    to_i64(t.position.offset)?
+                ])
+                .map_err(sqlite_error)?;
+        }
+    }
+    if !changes.issued_counts.is_empty() {
+        let mut update = conn.prepare_cached(COUNT).map_err(sqlite_error)?;
+        for (campaign_id, issued) in &changes.issued_counts {
+            update
+                .execute(params![to_i64(*issued)?, campaign_id.to_string()])
+                .map_err(sqlite_error)?;
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(sqlite_error)
 }
 
 impl IssuanceStore for SqliteStore {
@@ -34,55 +273,37 @@ impl IssuanceStore for SqliteStore {
         expected: u64,
         next: u64,
     ) -> Result<SqliteBatch, StoreError> {
-        const ENSURE: &str = "INSERT INTO partition_offsets (log_partition, next_offset) VALUES (?, 0) ON CONFLICT DO NOTHING";
-        const ADVANCE: &str = "UPDATE partition_offsets SET next_offset = ? WHERE log_partition = ? AND next_offset = ?";
-        const STORED: &str = "SELECT next_offset FROM partition_offsets WHERE log_partition = ?";
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(store_error)?;
-        sqlx::query(ENSURE)
-            .bind(i64::from(partition))
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let advanced = sqlx::query(ADVANCE)
-            .bind(to_i64(next)?)
-            .bind(i64::from(partition))
-            .bind(to_i64(expected)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        if advanced.rows_affected() != 1 {
-            let stored: i64 = sqlx::query_scalar(STORED)
-                .bind(i64::from(partition))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            return Err(StoreError::Fenced {
+        // Checked here so that the thread never meets an offset SQLite cannot hold.
+        to_i64(expected)?;
+        to_i64(next)?;
+        let (ops, ops_queue) = std_mpsc::channel();
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Session {
                 partition,
                 expected,
-                stored: to_u64(stored)?,
-            });
-        }
-        Ok(SqliteBatch { tx })
+                next,
+                ops: ops_queue,
+                reply,
+            })
+            .map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())??;
+        Ok(SqliteBatch { ops })
+    }
+}
+
+impl SqliteBatch {
+    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ops.send(op(reply)).map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 }
 
 impl IssuanceBatch for SqliteBatch {
     async fn load_campaigns(&mut self, ids: &[CampaignId]) -> Result<Vec<Campaign>, StoreError> {
-        const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset \
-             FROM campaigns WHERE id IN (SELECT value FROM json_each(?))";
-        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        sqlx::query_as::<_, CampaignRow>(SQL)
-            .bind(json!(ids).to_string())
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(campaign_from_row)
-            .collect()
+        let ids = ids.to_vec();
+        self.call(|reply| Op::LoadCampaigns(ids, reply)).await
     }
 
     async fn load_holders(
@@ -90,88 +311,97 @@ impl IssuanceBatch for SqliteBatch {
         campaign: CampaignId,
         users: &[UserId],
     ) -> Result<Vec<(UserId, CouponCode)>, StoreError> {
-        const SQL: &str = "SELECT user_id, code FROM coupons \
-             WHERE campaign_id = ? AND user_id IN (SELECT value FROM json_each(?))";
-        let users: Vec<&str> = users.iter().map(UserId::as_str).collect();
-        sqlx::query_as::<_, (String, String)>(SQL)
-            .bind(campaign.to_string())
-            .bind(json!(users).to_string())
-            .fetch_all(&mut *self.tx)
+        let users = users.to_vec();
+        self.call(|reply| Op::LoadHolders(campaign, users, reply))
             .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(|(user, code)| {
-                Ok((
-                    UserId::parse(&user).map_err(corrupt)?,
-                    CouponCode::parse(&code).map_err(corrupt)?,
-                ))
-            })
-            .collect()
     }
 
-    /// One statement per table for the whole batch: rows travel as one JSON array.
-    async fn commit(mut self, changes: BatchChanges) -> Result<(), StoreError> {
-        const COUPONS: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 FROM json_each(?)";
-        const TICKETS: &str = "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6 FROM json_each(?) \
-             WHERE true ON CONFLICT (ticket_id) DO NOTHING";
-        const COUNT: &str = "UPDATE campaigns SET issued_coupons = ? WHERE id = ?";
+    async fn commit(self, changes: BatchChanges) -> Result<(), StoreError> {
+        self.call(|reply| Op::Commit(changes, reply)).await
+    }
+}
 
-        for campaign in &changes.new_campaigns {
-            insert_campaign(&mut *self.tx, campaign).await?;
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::domain::ports::CampaignRepository;
+    use crate::domain::{CampaignName, Coupon, LogPosition, NewCampaign, TicketId, TotalCoupons};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[tokio::test]
+    async fn the_offset_is_compare_and_set_and_an_abandoned_batch_leaves_nothing() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("state.sqlite")).await?;
+        store
+            .begin(0, 0, 5)
+            .await?
+            .commit(BatchChanges::default())
+            .await?;
+        assert_eq!(store.next_offset(0).await?, 5);
+
+        // A stale worker is fenced, and told where the partition is.
+        match store.begin(0, 0, 7).await {
+            Err(StoreError::Fenced { stored: 5, .. }) => {}
+            other => panic!("expected Fenced at 5, got {:?}", other.map(|_| ())),
         }
-        if !changes.coupons.is_empty() {
-            let rows: Vec<_> = changes
-                .coupons
-                .iter()
-                .map(|c| {
-                    json!([
-                        c.code.as_str(),
-                        c.campaign_id.to_string(),
-                        c.ordinal,
-                        c.user_id.as_str(),
-                        c.ticket_id.to_string(),
-                        to_millis(c.issued_at)
-                    ])
-                })
-                .collect();
-            sqlx::query(COUPONS)
-                .bind(json!(rows).to_string())
-                .execute(&mut *self.tx)
-                .await
-                .map_err(store_error)?;
-        }
-        if !changes.tickets.is_empty() {
-            let rows: Vec<_> = changes
-                .tickets
-                .iter()
-                .map(|t| {
-                    json!([
-                        t.ticket_id.to_string(),
-                        t.campaign_id.to_string(),
-                        t.user_id.as_str(),
-                        t.status.code(),
-                        t.coupon_code.as_ref().map(CouponCode::as_str),
-                        t.position.partition,
-                        t.position.offset
-                    ])
-                })
-                .collect();
-            sqlx::query(TICKETS)
-                .bind(json!(rows).to_string())
-                .execute(&mut *self.tx)
-                .await
-                .map_err(store_error)?;
-        }
-        for (campaign_id, issued) in &changes.issued_counts {
-            sqlx::query(COUNT)
-                .bind(to_i64(*issued)?)
-                .bind(campaign_id.to_string())
-                .execute(&mut *self.tx)
-                .await
-                .map_err(store_error)?;
-        }
-        self.tx.commit().await.map_err(store_error)
+
+        // A batch dropped before its commit rolls back, and the writer takes the next one.
+        let campaign = NewCampaign::new(
+            CampaignName::parse("t")?,
+            TotalCoupons::parse(10)?,
+            Utc::now(),
+        )
+        .placed_at(LogPosition {
+            partition: 0,
+            offset: 5,
+        });
+        let mut batch = store.begin(0, 5, 6).await?;
+        assert!(batch.load_campaigns(&[campaign.id]).await?.is_empty());
+        drop(batch);
+        assert_eq!(store.next_offset(0).await?, 5);
+
+        let coupon = Coupon {
+            code: CouponCode::parse("가나다라마바사아자1")?,
+            campaign_id: campaign.id,
+            // Characters JSON escapes, on the way through the one-row page read too.
+            user_id: UserId::parse("u\"1\\ 사용자")?,
+            ticket_id: TicketId::generate(),
+            issued_at: crate::domain::campaign::truncate_to_millis(Utc::now()),
+            ordinal: 1,
+        };
+        let changes = BatchChanges {
+            new_campaigns: vec![campaign.clone()],
+            coupons: vec![coupon.clone()],
+            issued_counts: vec![(campaign.id, 1)],
+            ..BatchChanges::default()
+        };
+        store.begin(0, 5, 6).await?.commit(changes).await?;
+        assert_eq!(store.next_offset(0).await?, 6);
+        let mut batch = store.begin(0, 6, 7).await?;
+        let holders = batch
+            .load_holders(campaign.id, &[coupon.user_id.clone(), UserId::parse("u2")?])
+            .await?;
+        assert_eq!(holders, vec![(coupon.user_id.clone(), coupon.code.clone())]);
+
+        // A uniqueness backstop fails the whole batch, offset included.
+        assert_eq!(
+            store.list_coupons(campaign.id, 0, 10).await?,
+            vec![coupon.clone()]
+        );
+        let again = BatchChanges {
+            coupons: vec![coupon],
+            ..BatchChanges::default()
+        };
+        assert!(matches!(
+            batch.commit(again).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.next_offset(0).await?, 6);
+        let stored = store.find_campaign(campaign.id).await?;
+        assert_eq!(stored.map(|c| c.issued_coupons), Some(1));
+        Ok(())
     }
 }

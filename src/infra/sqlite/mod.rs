@@ -2,6 +2,7 @@
 //! decided offset, in one WAL-mode file.
 
 mod issuance;
+mod readers;
 mod repositories;
 
 use std::path::Path;
@@ -13,14 +14,19 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use issuance::SqliteBatch;
+pub(crate) use readers::Readers;
 
 use super::sql_error::{corrupt, store_error};
 use crate::domain::ports::StoreError;
 
-/// Handle to the state database; cheap to clone.
+/// Handle to the state database; cheap to clone. The API's reads use rusqlite
+/// connections (see `readers`), the issuing worker's transactions one writer thread
+/// (see `issuance`); the sqlx pool migrates, pings and inserts the API's campaigns.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    readers: std::sync::Arc<readers::Readers>,
+    writer: std::sync::mpsc::Sender<issuance::Session>,
 }
 
 impl SqliteStore {
@@ -55,7 +61,12 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
-        Ok(Self { pool })
+        let writer = issuance::spawn_writer(open_writer(path, Durability::Normal)?)?;
+        Ok(Self {
+            pool,
+            readers: readers::Readers::new(path),
+            writer,
+        })
     }
 }
 
@@ -65,4 +76,51 @@ fn to_millis(t: DateTime<Utc>) -> i64 {
 
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("timestamp {ms}")))
+}
+
+/// Durability of a writer thread's connection (see `SqliteStore::open` and the log).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Durability {
+    Normal,
+    Full,
+}
+
+/// Opens a rusqlite connection for a dedicated writer thread, on a file sqlx has already
+/// created and migrated. The thread owns it: one statement costs a function call, not a
+/// hand-off to sqlx's per-connection worker thread and back.
+pub(crate) fn open_writer(
+    path: &Path,
+    durability: Durability,
+) -> Result<rusqlite::Connection, StoreError> {
+    use crate::infra::sql_error::sqlite_error;
+    let conn = rusqlite::Connection::open(path).map_err(sqlite_error)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sqlite_error)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(sqlite_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "{} is in journal mode {mode}, not WAL",
+            path.display()
+        )));
+    }
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(sqlite_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sqlite_error)?;
+    // 8 MiB of page cache (default 2): hot index pages stay in memory. 64 MiB measured
+    // ~8 % more writer CPU: SQLite scans the cache's hash at the end of every commit.
+    conn.pragma_update(None, "cache_size", -8_192)
+        .map_err(sqlite_error)?;
+    // Checkpoint every ~16 MiB of WAL instead of 4 MiB: hot index pages rewritten by many
+    // commits are copied back once per checkpoint.
+    conn.pragma_update(None, "wal_autocheckpoint", 4_096)
+        .map_err(sqlite_error)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
 }

@@ -8,7 +8,9 @@ use crate::domain::{
     Campaign, CampaignId, CampaignName, Coupon, CouponCode, IssueStatus, LogPosition, TicketId,
     TicketResult, TotalCoupons, UserId,
 };
-use crate::infra::sql_error::{corrupt, store_error};
+use rusqlite::{OptionalExtension, params};
+
+use crate::infra::sql_error::{corrupt, sqlite_error, store_error};
 use crate::infra::sql_values::{to_i64, to_u64};
 
 pub(super) type CampaignRow = (String, String, i64, i64, i64, i64, i64, i64);
@@ -77,13 +79,27 @@ impl CampaignRepository for SqliteStore {
 
     async fn find_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError> {
         const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset FROM campaigns WHERE id = ?";
-        sqlx::query_as::<_, CampaignRow>(SQL)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?
-            .map(campaign_from_row)
-            .transpose()
+        let row = self.readers.with(|conn| {
+            conn.prepare_cached(SQL)
+                .and_then(|mut select| {
+                    select
+                        .query_row(params![id.to_string()], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                                r.get(7)?,
+                            ))
+                        })
+                        .optional()
+                })
+                .map_err(sqlite_error)
+        })?;
+        row.map(campaign_from_row).transpose()
     }
 
     async fn list_coupons(
@@ -92,30 +108,32 @@ impl CampaignRepository for SqliteStore {
         after_ordinal: u64,
         limit: u32,
     ) -> Result<Vec<Coupon>, StoreError> {
-        // The page comes back as ONE row holding a JSON array: sqlx hands every SQLite
-        // row from its worker thread to the runtime separately, and at 10,000 rows those
-        // hand-offs, not SQLite, were the cost.
-        const SQL: &str = "SELECT json_group_array(json_array(code, ordinal, user_id, ticket_id, issued_at_ms)) \
-             FROM (SELECT code, ordinal, user_id, ticket_id, issued_at_ms FROM coupons \
-                   WHERE campaign_id = ? AND ordinal > ? ORDER BY ordinal LIMIT ?)";
-        let page: String = sqlx::query_scalar(SQL)
-            .bind(id.to_string())
-            .bind(to_i64(after_ordinal)?)
-            .bind(i64::from(limit))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        let rows: Vec<(String, i64, String, String, i64)> =
-            serde_json::from_str(&page).map_err(corrupt)?;
-        let mut coupons = rows
-            .into_iter()
-            .map(|(code, ordinal, user, ticket, at)| {
-                coupon_from_row((code, id.to_string(), ordinal, user, ticket, at))
+        // Rows are stepped and validated on a blocking thread, straight into domain
+        // values: no per-row hand-off between threads, no JSON in between.
+        const SQL: &str = "SELECT code, ordinal, user_id, ticket_id, issued_at_ms FROM coupons \
+             WHERE campaign_id = ? AND ordinal > ? ORDER BY ordinal LIMIT ?";
+        let after = to_i64(after_ordinal)?;
+        self.readers
+            .with_blocking(move |conn| {
+                let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+                let mut rows = select
+                    .query(params![id.to_string(), after, i64::from(limit)])
+                    .map_err(sqlite_error)?;
+                let mut coupons = Vec::with_capacity(limit.min(10_001) as usize);
+                while let Some(row) = rows.next().map_err(sqlite_error)? {
+                    let text = |i: usize| row.get_ref(i).and_then(|v| Ok(v.as_str()?));
+                    coupons.push(Coupon {
+                        code: CouponCode::parse(text(0).map_err(sqlite_error)?).map_err(corrupt)?,
+                        campaign_id: id,
+                        ordinal: to_u64(row.get(1).map_err(sqlite_error)?)?,
+                        user_id: UserId::parse(text(2).map_err(sqlite_error)?).map_err(corrupt)?,
+                        ticket_id: TicketId::from_uuid(parse_uuid(text(3).map_err(sqlite_error)?)?),
+                        issued_at: from_millis(row.get(4).map_err(sqlite_error)?)?,
+                    });
+                }
+                Ok(coupons)
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        // json_group_array keeps the subquery's order in practice; issue order is the contract.
-        coupons.sort_by_key(|c| c.ordinal);
-        Ok(coupons)
+            .await
     }
 }
 
@@ -141,12 +159,31 @@ impl TicketRepository for SqliteStore {
             Option<String>,
             Option<i64>,
         );
-        let Some(row) = sqlx::query_as::<_, Row>(SQL)
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?
-        else {
+        let row: Option<Row> = self.readers.with(|conn| {
+            conn.prepare_cached(SQL)
+                .and_then(|mut select| {
+                    select
+                        .query_row(params![id.to_string()], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                                r.get(7)?,
+                                r.get(8)?,
+                                r.get(9)?,
+                                r.get(10)?,
+                                r.get(11)?,
+                            ))
+                        })
+                        .optional()
+                })
+                .map_err(sqlite_error)
+        })?;
+        let Some(row) = row else {
             return Ok(None);
         };
         let (campaign_id, user_id, status, code, partition, offset, c0, c1, c2, c3, c4, c5) = row;

@@ -56,11 +56,7 @@ impl<R: CampaignRepository, L: IssueLog> CampaignService for CampaignApi<R, L> {
         let output = self.get_campaign.execute(input).await?;
         Ok(Response::new(GetCampaignResponse {
             campaign: MessageField::some(convert::campaign(&output.campaign)),
-            coupons: output
-                .coupons
-                .iter()
-                .map(|c| convert::coupon(c, &self.seal))
-                .collect(),
+            coupons: convert::coupons(&output.coupons, &self.seal),
             next_page_token: output
                 .next_after_ordinal
                 .map(page_token)

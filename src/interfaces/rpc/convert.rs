@@ -37,6 +37,30 @@ pub fn coupon(c: &Coupon, seal: &TicketSeal) -> pb::Coupon {
     }
 }
 
+/// A page of one campaign's coupons: the campaign id is formatted once, not per coupon.
+pub fn coupons(page: &[Coupon], seal: &TicketSeal) -> Vec<pb::Coupon> {
+    let mut campaign: Option<(crate::domain::CampaignId, String)> = None;
+    page.iter()
+        .map(|c| {
+            let campaign_id = match &campaign {
+                Some((id, text)) if *id == c.campaign_id => text.clone(),
+                _ => campaign
+                    .insert((c.campaign_id, c.campaign_id.to_string()))
+                    .1
+                    .clone(),
+            };
+            pb::Coupon {
+                code: c.code.as_str().to_owned(),
+                campaign_id,
+                user_id: c.user_id.as_str().to_owned(),
+                ticket_id: seal.seal(c.ticket_id),
+                issued_at: timestamp(c.issued_at),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
 const PAGE_TOKEN_PREFIX: &str = "after:";
 
 /// Page tokens are opaque to clients; inside, the last ordinal of the previous page.
