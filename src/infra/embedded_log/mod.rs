@@ -198,11 +198,15 @@ impl Writer {
             }
             match self.write(&group) {
                 Ok(appended_at) => {
-                    let written = group.len() as u64;
+                    let first = self.next_offset;
+                    self.next_offset += group.len() as u64;
+                    // Publish the new end before answering: whoever holds an answer can
+                    // count on `end()` covering its record.
+                    self.end.send_replace(self.next_offset);
                     for (i, job) in group.drain(..).enumerate() {
                         let position = LogPosition {
                             partition: PARTITION,
-                            offset: self.next_offset + i as u64,
+                            offset: first + i as u64,
                         };
                         // The caller may have gone away; its record is durable all the same.
                         let _ = job.reply.send(Ok(Appended {
@@ -210,9 +214,6 @@ impl Writer {
                             appended_at,
                         }));
                     }
-                    self.next_offset += written;
-                    // Publish the new end after answering positions from the old one.
-                    self.end.send_replace(self.next_offset);
                 }
                 Err(error) => {
                     tracing::error!(%error, "log append failed; refusing this group");

@@ -11,7 +11,7 @@ use std::sync::mpsc as std_mpsc;
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use super::repositories::{CampaignRow, INSERT_CAMPAIGN, campaign_from_row};
+use super::repositories::{INSERT_CAMPAIGN, campaign_from_row, select_campaign};
 use super::{SqliteStore, to_millis};
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, CouponCode, UserId};
@@ -120,27 +120,9 @@ fn begin(conn: &Connection, partition: u32, expected: u64, next: u64) -> Result<
 }
 
 fn load_campaigns(conn: &Connection, ids: &[CampaignId]) -> Result<Vec<Campaign>, StoreError> {
-    const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset \
-         FROM campaigns WHERE id = ?";
-    let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
     let mut campaigns = Vec::with_capacity(ids.len());
     for id in ids {
-        let row: Option<CampaignRow> = select
-            .query_row(params![id.to_string()], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            })
-            .optional()
-            .map_err(sqlite_error)?;
-        if let Some(row) = row {
+        if let Some(row) = select_campaign(conn, *id).map_err(sqlite_error)? {
             campaigns.push(campaign_from_row(row)?);
         }
     }

@@ -16,6 +16,30 @@ use crate::infra::sql_values::{to_i64, to_u64};
 pub(super) type CampaignRow = (String, String, i64, i64, i64, i64, i64, i64);
 pub(super) type CouponRow = (String, String, i64, String, String, i64);
 
+/// One campaign's row by id, through the connection's statement cache (API reads and the
+/// issuing worker's batches both look campaigns up this way).
+pub(super) fn select_campaign(
+    conn: &rusqlite::Connection,
+    id: CampaignId,
+) -> rusqlite::Result<Option<CampaignRow>> {
+    const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset \
+         FROM campaigns WHERE id = ?";
+    conn.prepare_cached(SQL)?
+        .query_row(params![id.to_string()], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })
+        .optional()
+}
+
 pub(super) fn campaign_from_row(row: CampaignRow) -> Result<Campaign, StoreError> {
     let (id, name, total, issued, starts_at, created_at, partition, offset) = row;
     Ok(Campaign {
@@ -78,27 +102,9 @@ impl CampaignRepository for SqliteStore {
     }
 
     async fn find_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError> {
-        const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset FROM campaigns WHERE id = ?";
-        let row = self.readers.with(|conn| {
-            conn.prepare_cached(SQL)
-                .and_then(|mut select| {
-                    select
-                        .query_row(params![id.to_string()], |r| {
-                            Ok((
-                                r.get(0)?,
-                                r.get(1)?,
-                                r.get(2)?,
-                                r.get(3)?,
-                                r.get(4)?,
-                                r.get(5)?,
-                                r.get(6)?,
-                                r.get(7)?,
-                            ))
-                        })
-                        .optional()
-                })
-                .map_err(sqlite_error)
-        })?;
+        let row = self
+            .readers
+            .with(|conn| select_campaign(conn, id).map_err(sqlite_error))?;
         row.map(campaign_from_row).transpose()
     }
 
