@@ -177,21 +177,12 @@ fn commit(conn: &Connection, changes: &BatchChanges) -> Result<(), StoreError> {
     }
     if !changes.coupons.is_empty() {
         let mut insert = conn.prepare_cached(COUPONS).map_err(sqlite_error)?;
-        let mut campaign: Option<(CampaignId, String)> = None;
+        let mut campaign_ids = IdText::default();
         for c in &changes.coupons {
-            // Batches are mostly one campaign: format its id once.
-            let campaign_id = match &campaign {
-                Some((id, text)) if *id == c.campaign_id => text,
-                _ => {
-                    &campaign
-                        .insert((c.campaign_id, c.campaign_id.to_string()))
-                        .1
-                }
-            };
             insert
                 .execute(params![
                     c.code.as_str(),
-                    campaign_id,
+                    campaign_ids.of(c.campaign_id),
                     to_i64(c.ordinal)?,
                     c.user_id.as_str(),
                     c.ticket_id.to_string(),
@@ -202,20 +193,12 @@ fn commit(conn: &Connection, changes: &BatchChanges) -> Result<(), StoreError> {
     }
     if !changes.tickets.is_empty() {
         let mut insert = conn.prepare_cached(TICKETS).map_err(sqlite_error)?;
-        let mut campaign: Option<(CampaignId, String)> = None;
+        let mut campaign_ids = IdText::default();
         for t in &changes.tickets {
-            let campaign_id = match &campaign {
-                Some((id, text)) if *id == t.campaign_id => text,
-                _ => {
-                    &campaign
-                        .insert((t.campaign_id, t.campaign_id.to_string()))
-                        .1
-                }
-            };
             insert
                 .execute(params![
                     t.ticket_id.to_string(),
-                    campaign_id,
+                    campaign_ids.of(t.campaign_id),
                     t.user_id.as_str(),
                     t.status.code(),
                     t.coupon_code.as_ref().map(CouponCode::as_str),
@@ -234,6 +217,21 @@ fn commit(conn: &Connection, changes: &BatchChanges) -> Result<(), StoreError> {
         }
     }
     conn.execute_batch("COMMIT").map_err(sqlite_error)
+}
+
+/// A campaign id's text, formatted once per run of rows of the same campaign: a batch is
+/// mostly one campaign.
+#[derive(Default)]
+struct IdText(Option<(CampaignId, String)>);
+
+impl IdText {
+    fn of(&mut self, id: CampaignId) -> &str {
+        match self.0 {
+            Some((last, _)) if last == id => {}
+            _ => self.0 = Some((id, id.to_string())),
+        }
+        self.0.as_ref().map_or("", |(_, text)| text.as_str())
+    }
 }
 
 impl IssuanceStore for SqliteStore {
