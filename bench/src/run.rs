@@ -12,7 +12,7 @@ use futures::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
-use crate::client::{Api, Refusal};
+use crate::client::{Api, CampaignPage, IssueResult, Refusal, decode};
 use crate::load::{Accepted, AcceptedLog, Pool, Request, Shape, Users, drive};
 use crate::report::Report;
 use crate::stats::Latency;
@@ -68,8 +68,7 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
         max_requests: None,
         ..options.shape
     };
-    let health_request: Request =
-        Arc::new(|_, api: Api| async move { api.health().await.map(drop) }.boxed());
+    let health_request: Request = Arc::new(|_, api: Api| async move { api.health().await }.boxed());
     let health = drive(&pool, health_shape, health_request).await;
 
     // The campaign starts `start_in` from now; the load starts at once, so requests
@@ -85,11 +84,11 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
             what: "CreateCampaign",
             refusal,
         })?;
-    let campaign_id = created["campaign"]["id"]
-        .as_str()
-        .ok_or_else(|| BenchError::Answer(created.to_string()))?
-        .to_owned();
-    let starts_at = parse_time(&created["campaign"]["startsAt"]).unwrap_or(starts_at);
+    let campaign_id = created.campaign.id;
+    if campaign_id.is_empty() {
+        return Err(BenchError::Answer("CreateCampaign: no campaign id".into()));
+    }
+    let starts_at = parse_time(created.campaign.starts_at.as_deref()).unwrap_or(starts_at);
 
     let accepted: AcceptedLog = Default::default();
     let final_latency = Arc::new(Latency::default());
@@ -135,8 +134,9 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
                     }
                 };
                 let answered = Instant::now();
-                let ticket_id = answer["ticketId"].as_str().unwrap_or_default().to_owned();
-                let accepted_at = parse_time(&answer["acceptedAt"]).unwrap_or_else(Utc::now);
+                let ticket_id = answer.ticket_id;
+                let accepted_at =
+                    parse_time(answer.accepted_at.as_deref()).unwrap_or_else(Utc::now);
                 if n % every == 0 {
                     let _ = sample_tx.send((ticket_id.clone(), answered));
                 }
@@ -216,10 +216,10 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
                     campaign_id: campaign_id.clone(),
                     user_id: a.user_id.clone(),
                     accepted_at: a.accepted_at,
-                    status: result.and_then(|r| r["status"].as_str()).map(str::to_owned),
+                    status: result.and_then(|r| r.status.clone()),
                     code: result
-                        .and_then(|r| r["coupon"]["code"].as_str())
-                        .map(str::to_owned),
+                        .and_then(|r| r.coupon.as_ref())
+                        .map(|c| c.code.clone()),
                 }
             })
             .collect(),
@@ -258,13 +258,20 @@ fn connect(options: &Options) -> Result<Pool, BenchError> {
     Ok(Pool::new(apis))
 }
 
-fn parse_time(value: &serde_json::Value) -> Option<DateTime<Utc>> {
-    value.as_str()?.parse().ok()
+fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
+    text?.parse().ok()
+}
+
+fn is_final(result: &IssueResult) -> bool {
+    result.status.as_deref() != Some(PENDING)
 }
 
 /// Follows sampled tickets from their acceptance to their final status. Tickets of a
 /// campaign are decided in log order, so only the oldest few pending samples are polled
 /// each round: polling them all would load the server in proportion to its backlog.
+/// Samples are kept at least `SPACING` apart, so that at any rate the follower keeps up
+/// (a backlog of its own would be counted as ticket-to-final latency) and its polls stay
+/// a small, bounded share of the load.
 async fn follow_samples(
     pool: Pool,
     mut samples: mpsc::UnboundedReceiver<(String, Instant)>,
@@ -272,12 +279,19 @@ async fn follow_samples(
     limit: Duration,
 ) {
     const WATCHED: usize = 8;
+    const SPACING: Duration = Duration::from_millis(5);
     let mut pending: std::collections::VecDeque<(String, Instant)> = Default::default();
+    let mut last_kept: Option<Instant> = None;
     let mut open = true;
     while open || !pending.is_empty() {
         loop {
             match samples.try_recv() {
-                Ok(sample) => pending.push_back(sample),
+                Ok((ticket, answered)) => {
+                    if last_kept.is_none_or(|kept| answered >= kept + SPACING) {
+                        last_kept = Some(answered);
+                        pending.push_back((ticket, answered));
+                    }
+                }
                 Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
                     open = false;
@@ -292,7 +306,7 @@ async fn follow_samples(
         let mut done = std::collections::HashSet::new();
         for ((ticket, since), result) in watched.into_iter().zip(results) {
             match result {
-                Ok(r) if r["status"] != PENDING => {
+                Ok(r) if is_final(&r) => {
                     latency.record(now - since);
                     done.insert(ticket);
                 }
@@ -314,7 +328,7 @@ async fn poll_all(
     latency: &Latency,
     limit: Duration,
     concurrency: usize,
-) -> BTreeMap<String, serde_json::Value> {
+) -> BTreeMap<String, IssueResult> {
     let deadline = Instant::now() + limit;
     stream::iter(tickets.iter().cloned())
         .map(|ticket| async move {
@@ -323,7 +337,7 @@ async fn poll_all(
                 let answer = pool.pick().result(&ticket).await;
                 latency.record(sent.elapsed());
                 match answer {
-                    Ok(r) if r["status"] != PENDING => return Some((ticket, r)),
+                    Ok(r) if is_final(&r) => return Some((ticket, r)),
                     _ if Instant::now() > deadline => return None,
                     _ => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
@@ -335,41 +349,35 @@ async fn poll_all(
         .await
 }
 
+/// Lists the campaign page by page. Each page's latency runs from the request to the
+/// last byte of its answer, like any HTTP client's timing; decoding it is the bench's
+/// own work and comes after.
 async fn list_campaign(
     api: &Api,
     id: &str,
     latency: &Latency,
 ) -> Result<(u64, Vec<String>), BenchError> {
+    let refused = |refusal| BenchError::Api {
+        what: "GetCampaign",
+        refusal,
+    };
     let mut codes = Vec::new();
     let mut token = String::new();
     loop {
         let sent = Instant::now();
-        let page = api
-            .get_campaign(id, &token)
-            .await
-            .map_err(|refusal| BenchError::Api {
-                what: "GetCampaign",
-                refusal,
-            })?;
+        let bytes = api.get_campaign(id, &token).await.map_err(refused)?;
         latency.record(sent.elapsed());
-        for coupon in page["coupons"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            codes.push(coupon["code"].as_str().unwrap_or_default().to_owned());
-        }
-        token = page["nextPageToken"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if token.is_empty() {
-            let issued = page["campaign"]["issuedCoupons"]
-                .as_str()
+        let page: CampaignPage = decode(&bytes).map_err(refused)?;
+        codes.extend(page.coupons.into_iter().map(|coupon| coupon.code));
+        if page.next_page_token.is_empty() {
+            let issued = page
+                .campaign
+                .issued_coupons
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
             return Ok((issued, codes));
         }
+        token = page.next_page_token;
     }
 }
 
