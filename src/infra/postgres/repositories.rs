@@ -121,7 +121,9 @@ impl TicketRepository for PgStore {
     ) -> Result<Option<(TicketResult, Option<Coupon>)>, StoreError> {
         const SQL: &str = "SELECT t.campaign_id, t.user_id, t.status, t.coupon_code, t.log_partition, t.log_offset, \
              c.code, c.campaign_id, c.ordinal, c.user_id, c.ticket_id, c.issued_at \
-             FROM ticket_results t LEFT JOIN coupons c ON c.code = t.coupon_code WHERE t.ticket_id = $1";
+             FROM ticket_results t LEFT JOIN coupons c \
+             ON t.coupon_code IS NOT NULL AND c.campaign_id = t.campaign_id AND c.user_id = t.user_id \
+             WHERE t.ticket_id = $1";
         type Row = (
             Uuid,
             String,

@@ -124,3 +124,103 @@ pub(crate) fn open_writer(
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::domain::ports::{CampaignRepository, TicketRepository};
+    use crate::domain::{CampaignId, IssueStatus, TicketId};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A database made by the first schema keeps its coupons and ticket results when a
+    /// newer binary opens it: migration 0002 rebuilds both tables.
+    #[tokio::test]
+    async fn opening_a_first_schema_database_keeps_its_coupons_and_tickets() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("state.sqlite");
+        let campaign = Uuid::now_v7();
+        let (issued, repeat, sold_out) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        {
+            let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new().connect_with(options).await?;
+            let mut first_only = sqlx::migrate!("migrations/sqlite");
+            first_only.migrations = Cow::Owned(first_only.migrations[..1].to_vec());
+            first_only.run(&pool).await?;
+            sqlx::query(
+                "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset) \
+                 VALUES (?, 'old', 1, 1, 0, 0, 0, 0)",
+            )
+            .bind(campaign.to_string())
+            .execute(&pool)
+            .await?;
+            sqlx::query(
+                "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms) \
+                 VALUES ('가나다라마바사아자1', ?, 1, 'alice', ?, 1000)",
+            )
+            .bind(campaign.to_string())
+            .bind(issued.to_string())
+            .execute(&pool)
+            .await?;
+            for (ticket, user, status, code, offset) in [
+                (
+                    issued,
+                    "alice",
+                    IssueStatus::Issued,
+                    Some("가나다라마바사아자1"),
+                    1,
+                ),
+                (
+                    repeat,
+                    "alice",
+                    IssueStatus::AlreadyIssued,
+                    Some("가나다라마바사아자1"),
+                    2,
+                ),
+                (sold_out, "bob", IssueStatus::SoldOut, None, 3),
+            ] {
+                sqlx::query(
+                    "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
+                     VALUES (?, ?, ?, ?, ?, 0, ?)",
+                )
+                .bind(ticket.to_string())
+                .bind(campaign.to_string())
+                .bind(user)
+                .bind(status.code())
+                .bind(code)
+                .bind(offset)
+                .execute(&pool)
+                .await?;
+            }
+            pool.close().await;
+        }
+
+        let store = SqliteStore::open(&path).await?;
+        let coupons = store
+            .list_coupons(CampaignId::from_uuid(campaign), 0, 10)
+            .await?;
+        assert_eq!(coupons.len(), 1);
+        assert_eq!(coupons[0].code.as_str(), "가나다라마바사아자1");
+        for (ticket, status, has_coupon) in [
+            (issued, IssueStatus::Issued, true),
+            (repeat, IssueStatus::AlreadyIssued, true),
+            (sold_out, IssueStatus::SoldOut, false),
+        ] {
+            let Some((result, coupon)) = store.find_ticket(TicketId::from_uuid(ticket)).await?
+            else {
+                panic!("ticket {ticket} lost by the migration");
+            };
+            assert_eq!(result.status, status);
+            assert_eq!(
+                coupon.map(|c| c.code),
+                has_coupon.then(|| coupons[0].code.clone())
+            );
+        }
+        Ok(())
+    }
+}

@@ -150,7 +150,9 @@ impl TicketRepository for SqliteStore {
     ) -> Result<Option<(TicketResult, Option<Coupon>)>, StoreError> {
         const SQL: &str = "SELECT t.campaign_id, t.user_id, t.status, t.coupon_code, t.log_partition, t.log_offset, \
              c.code, c.campaign_id, c.ordinal, c.user_id, c.ticket_id, c.issued_at_ms \
-             FROM ticket_results t LEFT JOIN coupons c ON c.code = t.coupon_code WHERE t.ticket_id = ?";
+             FROM ticket_results t LEFT JOIN coupons c \
+             ON t.coupon_code IS NOT NULL AND c.campaign_id = t.campaign_id AND c.user_id = t.user_id \
+             WHERE t.ticket_id = ?";
         type Row = (
             String,
             String,
