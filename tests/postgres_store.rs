@@ -657,3 +657,83 @@ async fn replaying_the_log_in_other_batches_rebuilds_the_same_state() -> TestRes
     drop_database(&url_b).await;
     Ok(())
 }
+
+/// A database made by the first schema keeps its coupons and ticket results when a newer
+/// producer or consumer connects: migration 0002 re-keys the coupons in place.
+#[tokio::test]
+async fn a_first_schema_database_keeps_its_coupons_and_tickets() -> TestResult {
+    let Some(url) = fresh_database().await else {
+        return Ok(());
+    };
+    let campaign = CampaignId::generate();
+    let (issued, repeat, sold_out) = (
+        TicketId::generate(),
+        TicketId::generate(),
+        TicketId::generate(),
+    );
+    let code = "가나다라마바사아자1";
+    {
+        let mut conn = PgConnection::connect(&url).await?;
+        let mut first_only = sqlx::migrate!("migrations/postgres");
+        first_only.migrations = std::borrow::Cow::Owned(first_only.migrations[..1].to_vec());
+        first_only.run(&mut conn).await?;
+        sqlx::query(
+            "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset) \
+             VALUES ($1, 'old', 1, 1, now(), now(), 0, 0)",
+        )
+        .bind(campaign.as_uuid())
+        .execute(&mut conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at) \
+             VALUES ($1, $2, 1, 'alice', $3, now())",
+        )
+        .bind(code)
+        .bind(campaign.as_uuid())
+        .bind(issued.as_uuid())
+        .execute(&mut conn)
+        .await?;
+        for (ticket, user, status, coupon, offset) in [
+            (issued, "alice", IssueStatus::Issued, Some(code), 1_i64),
+            (repeat, "alice", IssueStatus::AlreadyIssued, Some(code), 2),
+            (sold_out, "bob", IssueStatus::SoldOut, None, 3),
+        ] {
+            sqlx::query(
+                "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
+                 VALUES ($1, $2, $3, $4, $5, 0, $6)",
+            )
+            .bind(ticket.as_uuid())
+            .bind(campaign.as_uuid())
+            .bind(user)
+            .bind(status.code())
+            .bind(coupon)
+            .bind(offset)
+            .execute(&mut conn)
+            .await?;
+        }
+        conn.close().await?;
+    }
+
+    let store = connect(&url).await?;
+    let coupons = store.list_coupons(campaign, 0, 10).await?;
+    assert_eq!(coupons.len(), 1);
+    assert_eq!(coupons[0].code.as_str(), code);
+    for (ticket, status, has_coupon) in [
+        (issued, IssueStatus::Issued, true),
+        (repeat, IssueStatus::AlreadyIssued, true),
+        (sold_out, IssueStatus::SoldOut, false),
+    ] {
+        let (result, coupon) = store
+            .find_ticket(ticket)
+            .await?
+            .ok_or("ticket lost by the migration")?;
+        assert_eq!(result.status, status);
+        assert_eq!(
+            coupon.map(|c| c.code),
+            has_coupon.then(|| coupons[0].code.clone())
+        );
+    }
+
+    drop_database(&url).await;
+    Ok(())
+}
