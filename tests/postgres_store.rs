@@ -22,7 +22,7 @@ use coupon::domain::{
     Campaign, CampaignId, CampaignName, CodeGenerator, Coupon, CouponCode, IssueStatus, LogEvent,
     LogPosition, LogRecord, NewCampaign, SecretKey, TicketId, TicketResult, TotalCoupons, UserId,
 };
-use coupon::infra::postgres::PgStore;
+use coupon::infra::postgres::{HOLDERS_SQL, PgStore};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -734,6 +734,39 @@ async fn a_first_schema_database_keeps_its_coupons_and_tickets() -> TestResult {
         );
     }
 
+    drop_database(&url).await;
+    Ok(())
+}
+
+/// The holders lookup stays one index probe per user even when its plan is made on a new,
+/// empty table and cached (a generic plan, as a consumer's connection keeps it): it must
+/// never read the campaign's coupons wholesale.
+#[tokio::test]
+async fn the_holders_lookup_probes_the_user_index_even_on_a_new_table() -> TestResult {
+    let Some(url) = fresh_database().await else {
+        return Ok(());
+    };
+    drop(connect(&url).await?); // migrates
+    let mut conn = PgConnection::connect(&url).await?;
+    sqlx::query("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PREPARE holders (uuid, text[]) AS {HOLDERS_SQL}"
+    )))
+    .execute(&mut conn)
+    .await?;
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN EXECUTE holders ('01a21438-f28c-7455-b390-170183f62f09', ARRAY['a', 'b'])",
+    )
+    .fetch_all(&mut conn)
+    .await?;
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index Scan using coupons_campaign_user_key") && !plan.contains("Hash"),
+        "holders plan:\n{plan}"
+    );
+    conn.close().await?;
     drop_database(&url).await;
     Ok(())
 }

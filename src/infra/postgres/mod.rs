@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-pub use issuance::PgBatch;
+pub use issuance::{HOLDERS_SQL, PgBatch};
 
 use super::sql_error::store_error;
 use crate::domain::ports::StoreError;
