@@ -26,6 +26,7 @@
 #   COUPON_KAFKA_PORT               Kafka client port           (default 59092)
 #   COUPON_KAFKA_CONTROLLER_PORT    KRaft controller port       (default client port + 1)
 #   COUPON_KAFKA_HEAP_OPTS          broker heap                 (default "-Xms256m -Xmx1g")
+#   COUPON_KAFKA_GC_OPTS            broker garbage collector    (default "-XX:+UseZGC")
 #   COUPON_SERVICES_DIR             state folder                (default <checkout>/.services)
 #   COUPON_SERVICES_TIMEOUT         seconds to wait for each service to answer (default 120)
 #   JAVA_HOME                       Java (17+) to use; else `java` on PATH, else apt's openjdk-17
@@ -38,6 +39,10 @@ PG_PORT=${COUPON_PG_PORT:-55432}
 KAFKA_PORT=${COUPON_KAFKA_PORT:-59092}
 KAFKA_CTRL_PORT=${COUPON_KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
 KAFKA_HEAP_OPTS=${COUPON_KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}
+# ZGC: pauses under a millisecond. With G1 the broker's young collections, whose threads
+# share the two cores with the load, paused it 20-110 ms and set the producers' accept
+# p99 at 5,000/s (docs/benchmarks.md).
+KAFKA_GC_OPTS=${COUPON_KAFKA_GC_OPTS:--XX:+UseZGC}
 TIMEOUT=${COUPON_SERVICES_TIMEOUT:-120}
 
 PG_LINK=$SVC_DIR/pg            # a dir owned by postgres, or a symlink to one (see pg_prepare_dir)
@@ -391,9 +396,9 @@ kafka_start() {
   log "starting Kafka on 127.0.0.1:$KAFKA_PORT (controller $KAFKA_CTRL_PORT, log: $K_LOG)"
   # setsid: own session, so a Ctrl-C in the caller's terminal does not kill it.
   # The wrapper writes its own PID then execs java, so the pid file is java's.
-  # shellcheck disable=SC2016,SC2086  # $$ is for the inner bash; KAFKA_HEAP_OPTS is a list of options
+  # shellcheck disable=SC2016,SC2086  # $$ is for the inner bash; the *_OPTS are lists of options
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$K_PID" \
-    "$JAVA" $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    "$JAVA" $KAFKA_HEAP_OPTS $KAFKA_GC_OPTS \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$K_LOG4J" -cp "$K_LIBS/*" kafka.Kafka "$K_CONF" \
     </dev/null >>"$K_LOG" 2>&1 9>&- &
