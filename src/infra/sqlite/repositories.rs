@@ -25,18 +25,7 @@ pub(super) fn select_campaign(
     const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset \
          FROM campaigns WHERE id = ?";
     conn.prepare_cached(SQL)?
-        .query_row(params![id.to_string()], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })
+        .query_row(params![id.to_string()], |r| r.try_into())
         .optional()
 }
 
@@ -171,22 +160,7 @@ impl TicketRepository for SqliteStore {
             conn.prepare_cached(SQL)
                 .and_then(|mut select| {
                     select
-                        .query_row(params![id.to_string()], |r| {
-                            Ok((
-                                r.get(0)?,
-                                r.get(1)?,
-                                r.get(2)?,
-                                r.get(3)?,
-                                r.get(4)?,
-                                r.get(5)?,
-                                r.get(6)?,
-                                r.get(7)?,
-                                r.get(8)?,
-                                r.get(9)?,
-                                r.get(10)?,
-                                r.get(11)?,
-                            ))
-                        })
+                        .query_row(params![id.to_string()], |r| r.try_into())
                         .optional()
                 })
                 .map_err(sqlite_error)
