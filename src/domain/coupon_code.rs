@@ -122,12 +122,8 @@ impl CodeGenerator {
             return Err(CodeError::Malformed);
         }
         let cipher = ff1::halves_from(&numerals).ok_or(CodeError::Malformed)?;
-        let (a, b) = self.ff1.decrypt(cipher);
-        // Below radix^10 only if it came from `pack`, which stays below 2^96.
-        let number = a
-            .checked_mul(u128::from(RADIX).pow(5))
-            .and_then(|high| high.checked_add(b))
-            .ok_or(CodeError::Malformed)?;
+        // A code made by `code_for` decrypts to a packed number, below 2^96.
+        let number = ff1::number_of(self.ff1.decrypt(cipher)).ok_or(CodeError::Malformed)?;
         unpack(number).ok_or(CodeError::Malformed)
     }
 }

@@ -11,7 +11,8 @@
 use aes::Aes256;
 use aes::cipher::{Array, BlockCipherEncrypt, KeyInit};
 
-const RADIX: u128 = 11_182;
+/// The code alphabet: Hangul syllables and digits.
+const RADIX: u128 = super::RADIX as u128;
 const HALF: usize = 5;
 /// radix^5: the modulus of every round.
 const HALF_SPACE: u128 = RADIX.pow(HALF as u32);
@@ -39,7 +40,7 @@ impl Ff1 {
         let n = 2 * HALF;
         // P = [1, 2, 1] || [radix]^3 || [10] || [u mod 256] || [n]^4 || [t]^4.
         let mut prefix = vec![1u8, 2, 1];
-        prefix.extend_from_slice(&(RADIX as u32).to_be_bytes()[1..]);
+        prefix.extend_from_slice(&super::RADIX.to_be_bytes()[1..]);
         prefix.extend_from_slice(&[10, HALF as u8]);
         prefix.extend_from_slice(&(n as u32).to_be_bytes());
         prefix.extend_from_slice(&(t as u32).to_be_bytes());
@@ -94,6 +95,11 @@ impl Ff1 {
 /// Splits a number below radix^10 into its two halves.
 pub(super) fn halves_of(number: u128) -> Halves {
     (number / HALF_SPACE, number % HALF_SPACE)
+}
+
+/// The number the two halves stand for, if it fits a `u128` (every packed input does).
+pub(super) fn number_of((a, b): Halves) -> Option<u128> {
+    a.checked_mul(HALF_SPACE)?.checked_add(b)
 }
 
 /// The numerals of the two halves, most significant first.
@@ -175,6 +181,8 @@ mod tests {
             assert_eq!(halves_from(&numerals_of(halves)), Some(halves));
         }
         assert_eq!(halves_of(HALF_SPACE + 2), (1, 2));
+        assert_eq!(number_of((1, 2)), Some(HALF_SPACE + 2));
+        assert_eq!(number_of((top, top)), None);
         assert_eq!(halves_from(&[11_182, 0, 0, 0, 0, 0, 0, 0, 0, 0]), None);
     }
 }
