@@ -12,6 +12,8 @@
 #   scripts/services.sh restart-pg     stop + start PostgreSQL (no install)
 #   scripts/services.sh restart-kafka  stop + start Kafka (no install)
 #   scripts/services.sh kill-kafka     SIGKILL the broker (crash test); restart-kafka/up recover
+#   scripts/services.sh pause-kafka    SIGSTOP the broker: it holds its connections and answers
+#                                      nothing (a frozen machine); resume-kafka sends SIGCONT
 #   scripts/services.sh kill-pg        SIGKILL the postmaster (crash test); restart-pg/up recover
 #   scripts/services.sh reset          stop and wipe all data (cached Kafka jars are kept)
 #   scripts/services.sh kafka-cmd CLASS [ARGS...]
@@ -511,6 +513,13 @@ main() {
       else
         log "Kafka not running"
       fi
+      ;;
+    pause-kafka | resume-kafka)
+      local pid signal=STOP
+      [[ $cmd == resume-kafka ]] && signal=CONT
+      pid=$(kafka_pid) || die "Kafka not running"
+      log "SIG$signal Kafka (pid $pid)"
+      kill "-$signal" "$pid"
       ;;
     kill-pg)
       [[ -e $PG_LINK ]] || die "PostgreSQL not set up"

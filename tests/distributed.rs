@@ -311,6 +311,9 @@ async fn redelivery_changes_nothing_and_an_empty_database_rebuilds_the_same_outc
             Err(e) => assert_eq!(e.reason.as_deref(), Some("CAMPAIGN_SOLD_OUT"), "{e:?}"),
         }
     }
+    // After a sell-out a holder's repeat is answered with the winning ticket again.
+    tickets.sort();
+    tickets.dedup();
     let results = client.await_final(&tickets, Duration::from_secs(60)).await;
     assert!(
         results
@@ -407,4 +410,48 @@ async fn unknown_and_bad_requests_are_refused_by_a_producer() {
         .await
         .expect_err("early");
     assert_eq!(e.reason.as_deref(), Some("CAMPAIGN_NOT_STARTED"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_winner_retrying_after_the_sell_out_gets_their_coupon_from_any_producer() {
+    let Some(cluster) = Cluster::new(2).await else {
+        return;
+    };
+    let first = cluster.producer("producer-1", &[]).await;
+    let second = cluster.producer("producer-2", &[]).await;
+    let _consumer = cluster.consumer("consumer");
+    let created = first
+        .client
+        .create_campaign("retry", 3, &rfc3339_in(TimeDelta::zero()))
+        .await
+        .expect("create");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let mut tickets = Vec::new();
+    for n in 0..5 {
+        let answer = first.client.issue(&id, &format!("user-{n}")).await;
+        let answer = answer.expect("accepted");
+        tickets.push(answer["ticketId"].as_str().expect("ticket").to_owned());
+    }
+    let results = first
+        .client
+        .await_final(&tickets, Duration::from_secs(30))
+        .await;
+    let won = &results[&tickets[0]];
+    assert_eq!(won["status"], "ISSUE_STATUS_ISSUED", "{}", cluster.logs());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The winner's first answer was lost; the retry goes to another producer, which
+    // knows the campaign is sold out and hands back the winning ticket.
+    let retry = second.client.issue(&id, "user-0").await.expect("answered");
+    let again = second
+        .client
+        .result(retry["ticketId"].as_str().expect("ticket"))
+        .await
+        .expect("result");
+    assert_eq!(again["coupon"]["code"], won["coupon"]["code"]);
+    let refused = second
+        .client
+        .issue(&id, "user-4")
+        .await
+        .expect_err("sold out");
+    assert_eq!(refused.reason.as_deref(), Some("CAMPAIGN_SOLD_OUT"));
 }

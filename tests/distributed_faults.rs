@@ -1,11 +1,12 @@
-//! Kafka and PostgreSQL restarted under load (DESIGN §5.6): the service refuses or
-//! retries while a part is down, recovers by itself, and no accepted ticket is lost
-//! or doubled, and the health check reports NOT_SERVING while PostgreSQL is down. This restarts the shared services, so it lives in its own test binary
-//! (cargo runs test binaries one after another) and runs its steps in one test.
+//! The shared Kafka and PostgreSQL restarted, killed and frozen under load (DESIGN §5.6,
+//! issue 20): the service refuses or retries while a part is down, recovers by itself,
+//! loses or doubles no accepted ticket, and tells clients the truth about what it
+//! accepted. These tests disrupt the shared services, so they live in their own test
+//! binary (cargo runs test binaries one after another) and take turns (`SERVICES`).
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,11 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use common::cluster::Cluster;
-use common::connect::{is_well_formed_code, rfc3339_in};
+use common::connect::{Client, RpcError, is_well_formed_code, rfc3339_in};
+use serde_json::Value;
+
+/// One disruption of the shared services at a time.
+static SERVICES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn services(action: &str) {
     let status = Command::new("scripts/services.sh")
@@ -42,11 +47,34 @@ async fn await_health(client: &common::connect::Client, status: &str) {
     }
 }
 
+async fn await_service_health(client: &Client, service: &str, status: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = client
+            .call(
+                "grpc.health.v1.Health/Check",
+                serde_json::json!({"service": service}),
+            )
+            .await
+            .map(|h| h["status"].clone())
+            .unwrap_or_default();
+        if answer == status {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{service} never became {status} (last {answer})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafka_and_postgres_restarts_under_load_lose_no_accepted_ticket() {
     let Some(cluster) = Cluster::new(2).await else {
         return;
     };
+    let _turn = SERVICES.lock().await;
     let producer = cluster
         .producer("producer", &["--ack-timeout-ms", "3000"])
         .await;
@@ -165,5 +193,200 @@ async fn kafka_and_postgres_restarts_under_load_lose_no_accepted_ticket() {
         accepted.len(),
         refused.len(),
         listed.len()
+    );
+}
+
+type Answers = Arc<Mutex<HashMap<String, Result<Value, RpcError>>>>;
+
+/// 16 clients ask with fresh users, one request each, until `stop` is set.
+fn flood(
+    client: &Client,
+    id: &str,
+    answers: &Answers,
+    stop: &Arc<Mutex<bool>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..16)
+        .map(|worker| {
+            let (client, id, answers, stop) =
+                (client.clone(), id.to_owned(), answers.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !*stop.lock().expect("lock") {
+                    n += 1;
+                    let user = format!("w{worker}-{n}");
+                    let answer = client.issue(&id, &user).await;
+                    answers.lock().expect("lock").insert(user, answer);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_broker_never_makes_an_accepted_request_look_refused() {
+    let Some(cluster) = Cluster::new(1).await else {
+        return;
+    };
+    let _turn = SERVICES.lock().await;
+    let producer = cluster
+        .producer("producer", &["--ack-timeout-ms", "2000"])
+        .await;
+    let _consumer = cluster.consumer("consumer");
+    let client = producer.client.clone();
+    let campaign = client
+        .create_campaign("freeze", 200, &rfc3339_in(TimeDelta::zero()))
+        .await
+        .expect("create");
+    let id = campaign["id"].as_str().expect("id").to_owned();
+
+    let answers: Answers = Arc::default();
+    let stop = Arc::new(Mutex::new(false));
+    let tasks = flood(&client, &id, &answers, &stop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    services("pause-kafka");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    services("resume-kafka");
+    // Keep asking until the campaign sells out, then a little longer.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    *stop.lock().expect("lock") = true;
+    for task in tasks {
+        task.await.expect("flood task");
+    }
+    let answers = std::mem::take(&mut *answers.lock().expect("lock"));
+
+    let tickets: Vec<String> = answers
+        .values()
+        .filter_map(|a| a.as_ref().ok())
+        .map(|a| a["ticketId"].as_str().expect("ticket").to_owned())
+        .collect();
+    client.await_final(&tickets, Duration::from_secs(60)).await;
+    let holders: HashMap<String, String> = client
+        .all_coupons(&id)
+        .await
+        .iter()
+        .map(|c| {
+            (
+                c["userId"].as_str().expect("user").to_owned(),
+                c["code"].as_str().expect("code").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(holders.len(), 200, "sold out\n{}", cluster.logs());
+
+    let unknown: HashSet<&String> = answers
+        .iter()
+        .filter(|(_, a)| matches!(a, Err(e) if e.reason.as_deref() == Some("OUTCOME_UNKNOWN")))
+        .map(|(user, _)| user)
+        .collect();
+    assert!(!unknown.is_empty(), "the freeze left requests unconfirmed");
+    for (user, answer) in &answers {
+        if let Err(error) = answer
+            && holders.contains_key(user)
+        {
+            assert_eq!(
+                error.reason.as_deref(),
+                Some("OUTCOME_UNKNOWN"),
+                "{user} holds a coupon but was told {error:?}"
+            );
+        }
+    }
+    // A retry finds the user's outcome: the coupon if they hold one, even though the
+    // campaign is sold out by now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for user in unknown {
+        match client.issue(&id, user).await {
+            Ok(answer) => {
+                let ticket = answer["ticketId"].as_str().expect("ticket");
+                let result = client.await_one(ticket, Duration::from_secs(10)).await;
+                assert_eq!(
+                    result["coupon"]["code"].as_str(),
+                    holders.get(user).map(String::as_str),
+                    "{user}: {result}"
+                );
+            }
+            Err(error) => {
+                assert_eq!(error.reason.as_deref(), Some("CAMPAIGN_SOLD_OUT"), "{user}");
+                assert!(
+                    !holders.contains_key(user),
+                    "{user} holds a coupon, was told sold out"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_campaign_created_while_postgres_is_down_exists_once_and_retries_are_idempotent() {
+    let Some(cluster) = Cluster::new(2).await else {
+        return;
+    };
+    let _turn = SERVICES.lock().await;
+    let producer = cluster.producer("producer", &[]).await;
+    let _consumer = cluster.consumer("consumer");
+    let client = producer.client.clone();
+    let create = |name: &str, total: i64, key: &str| {
+        let body = serde_json::json!({"name": name, "totalCoupons": total,
+            "startsAt": rfc3339_in(TimeDelta::zero()), "requestId": key});
+        let client = client.clone();
+        async move {
+            client
+                .call("coupon.v1.CampaignService/CreateCampaign", body)
+                .await
+                .map(|r| r["campaign"].clone())
+        }
+    };
+    tokio::task::spawn_blocking(|| services("kill-pg"))
+        .await
+        .expect("kill pg");
+    // Load balancers see which half still serves: issuing (the log is up), not admin.
+    await_service_health(&client, "coupon.v1.CampaignService", "NOT_SERVING").await;
+    await_service_health(&client, "coupon.v1.CouponService", "SERVING").await;
+    // In the log, so it exists: the answer says so, and the row follows.
+    let during = create("during the outage", 10, "").await;
+    // With a key the node must look first; it cannot, so nothing is created.
+    let keyed = create("keyed", 10, "key-1")
+        .await
+        .expect_err("cannot check the key");
+    tokio::task::spawn_blocking(|| services("restart-pg"))
+        .await
+        .expect("restart pg");
+    let during = during.unwrap_or_else(|e| panic!("the appended campaign was refused: {e:?}"));
+    assert_eq!(
+        keyed.reason.as_deref(),
+        Some("STORE_UNAVAILABLE"),
+        "{keyed:?}"
+    );
+    let during_id = during["id"].as_str().expect("id").to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while client.get_campaign(&during_id, 1, "").await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never stored\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first = create("keyed", 10, "key-1").await.expect("created");
+    let retry = create("keyed", 10, "key-1")
+        .await
+        .expect("the same campaign");
+    assert_eq!(first["id"], retry["id"]);
+    let other = create("keyed", 11, "key-1").await.expect_err("other terms");
+    assert_eq!(
+        other.reason.as_deref(),
+        Some("REQUEST_ID_REUSED"),
+        "{other:?}"
+    );
+    let pool = sqlx::PgPool::connect(&cluster.database_url)
+        .await
+        .expect("connect");
+    let (campaigns,): (i64,) = sqlx::query_as("SELECT count(*) FROM campaigns")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        campaigns, 2,
+        "one campaign per creation that was answered as created"
     );
 }

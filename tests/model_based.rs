@@ -390,6 +390,8 @@ struct Case {
     polls: Vec<(TicketId, Seen)>,
     looks: Vec<Look>,
     sold_out: Vec<SoldOutRefusal>,
+    /// Tickets handed back to their holder by a repeat after the sell-out.
+    handed_back: Vec<TicketId>,
     /// What the history exercised, so a run can show it covered each path.
     tally: Tally,
 }
@@ -418,6 +420,7 @@ impl Case {
             polls: Vec::new(),
             looks: Vec::new(),
             sold_out: Vec::new(),
+            handed_back: Vec::new(),
             tally: Tally::new(),
         })
     }
@@ -542,6 +545,7 @@ impl Case {
             name: CampaignName::parse("model drop").map_err(|e| fail("name", e))?,
             total_coupons: TotalCoupons::parse(i64::from(total)).map_err(|e| fail("total", e))?,
             starts_at,
+            request_id: None,
         };
         let out = self
             .node()
@@ -634,6 +638,22 @@ impl Case {
                 let id = seal
                     .open(&out.ticket)
                     .map_err(|e| fail("an accepted ticket does not open", e))?;
+                if let Some(first) = self.tickets.iter().find(|t| t.id == id) {
+                    // After the sell-out a holder's repeat gets the winning ticket back.
+                    ensure!(
+                        first.campaign == campaign && first.user == user(u),
+                        "ticket {id} of {} handed to {}",
+                        first.user,
+                        user(u)
+                    );
+                    count(&mut self.tally, "sold out: winning ticket handed back");
+                    self.handed_back.push(id);
+                    self.sold_out.push(SoldOutRefusal {
+                        campaign,
+                        log_end: u64::MAX,
+                    });
+                    return Ok(());
+                }
                 self.tickets.push(Ticket {
                     sealed: out.ticket,
                     id,
@@ -1057,6 +1077,12 @@ impl Case {
                     "ticket {id} of {user} points at {coupon:?}"
                 );
             }
+        }
+        for id in &self.handed_back {
+            ensure!(
+                matches!(outcome.tickets.get(id), Some(Expected::Issued { .. })),
+                "ticket {id} handed back after the sell-out did not win a coupon"
+            );
         }
         Ok(())
     }

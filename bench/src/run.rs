@@ -161,6 +161,10 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
     bar.set_message("waiting for the last tickets");
     let mut accepted = std::mem::take(&mut *accepted.lock().await);
     accepted.sort_by_key(|a| a.answered);
+    // After the sell-out a winner's repeat is answered with the winning ticket again:
+    // one ticket, counted once.
+    let mut seen = std::collections::HashSet::new();
+    accepted.retain(|a| seen.insert(a.ticket_id.clone()));
     let tail: Vec<String> = accepted
         .iter()
         .rev()

@@ -1,7 +1,9 @@
 //! A read-through cache of campaigns for the accept path, which must not cost a
 //! database round trip per request. Only `issued_coupons` changes after creation; it
-//! is refreshed at most once per `ttl` per campaign (one caller refreshes, the others
-//! use the value they have), and never again once the campaign is sold out.
+//! is refreshed at most once per `ttl` per campaign, never again once the campaign is
+//! sold out. The refresh runs in its own task: the request that started it waits for
+//! it a few milliseconds at most, so a slow or unreachable database never stalls the
+//! requests of a campaign this node already knows.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +13,9 @@ use std::time::{Duration, Instant};
 use crate::domain::ports::{CampaignRepository, StoreError};
 use crate::domain::{Campaign, CampaignId};
 
+/// How long a request waits for its campaign's refresh before using the value in hand.
+const REFRESH_WAIT: Duration = Duration::from_millis(20);
+
 struct Entry {
     campaign: Arc<Campaign>,
     fetched_at: Instant,
@@ -18,6 +23,10 @@ struct Entry {
 }
 
 pub struct CampaignCache<R> {
+    shared: Arc<Shared<R>>,
+}
+
+struct Shared<R> {
     campaigns: R,
     entries: RwLock<HashMap<CampaignId, Arc<Entry>>>,
     ttl: Duration,
@@ -26,31 +35,48 @@ pub struct CampaignCache<R> {
 impl<R: CampaignRepository> CampaignCache<R> {
     pub fn new(campaigns: R, ttl: Duration) -> Self {
         Self {
-            campaigns,
-            entries: RwLock::new(HashMap::new()),
-            ttl,
+            shared: Arc::new(Shared {
+                campaigns,
+                entries: RwLock::new(HashMap::new()),
+                ttl,
+            }),
         }
+    }
+
+    /// The repository behind the cache, for reads the cache does not hold.
+    pub fn repository(&self) -> &R {
+        &self.shared.campaigns
     }
 
     pub async fn get(&self, id: CampaignId) -> Result<Option<Arc<Campaign>>, StoreError> {
-        if let Some(entry) = self.cached(id) {
-            let fresh = entry.fetched_at.elapsed() < self.ttl || entry.campaign.is_sold_out();
-            if fresh || entry.refreshing.swap(true, Ordering::AcqRel) {
-                return Ok(Some(entry.campaign.clone()));
-            }
-            // This caller won the refresh; on failure the stale value still serves.
-            return match self.fetch(id).await {
-                Ok(found) => Ok(found.or(Some(entry.campaign.clone()))),
-                Err(error) => {
-                    entry.refreshing.store(false, Ordering::Release);
-                    tracing::warn!(%error, campaign_id = %id, "campaign refresh failed");
-                    Ok(Some(entry.campaign.clone()))
-                }
-            };
+        let Some(entry) = self.shared.cached(id) else {
+            return self.shared.fetch(id).await;
+        };
+        let in_hand = entry.campaign.clone();
+        let stale = entry.fetched_at.elapsed() >= self.shared.ttl && !in_hand.is_sold_out();
+        // One refresh at a time per campaign; the others answer from the value in hand.
+        if !stale || entry.refreshing.swap(true, Ordering::AcqRel) {
+            return Ok(Some(in_hand));
         }
-        self.fetch(id).await
+        let shared = self.shared.clone();
+        let refresh = tokio::spawn(async move {
+            let fetched = shared.fetch(id).await;
+            if let Err(error) = &fetched {
+                entry.refreshing.store(false, Ordering::Release);
+                tracing::warn!(%error, campaign_id = %id, "campaign refresh failed");
+            }
+            fetched
+        });
+        // A database that answers at once gives this request the fresh value; one that
+        // does not costs it at most REFRESH_WAIT.
+        match tokio::time::timeout(REFRESH_WAIT, refresh).await {
+            Ok(Ok(Ok(Some(fresh)))) => Ok(Some(fresh)),
+            _ => Ok(Some(in_hand)),
+        }
     }
+}
 
+impl<R: CampaignRepository> Shared<R> {
     fn cached(&self, id: CampaignId) -> Option<Arc<Entry>> {
         let entries = self
             .entries

@@ -1,14 +1,23 @@
 //! Requirement: an admin creates a campaign that starts by itself at its start instant.
+//!
+//! The campaign exists once its creation is in the log: the log is the source of truth
+//! and gives the campaign its origin. The row readers use follows (written here, or by
+//! the issuing worker when it decides the record). With a request id the creation is
+//! idempotent: the id names the campaign, so a retry, on any node, returns the same one.
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::ports::{CampaignRepository, IssueLog, LogError, StoreError};
-use crate::domain::{Campaign, CampaignName, LogEvent, NewCampaign, TotalCoupons};
+use crate::domain::{
+    Campaign, CampaignId, CampaignName, LogEvent, NewCampaign, RequestId, TotalCoupons,
+};
 
 pub struct Input {
     pub name: CampaignName,
     pub total_coupons: TotalCoupons,
     pub starts_at: DateTime<Utc>,
+    /// A client-chosen key: creations with the same key make one campaign.
+    pub request_id: Option<RequestId>,
 }
 
 pub struct Output {
@@ -21,6 +30,9 @@ pub enum Error {
     Log(#[from] LogError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The key already made a campaign with other terms.
+    #[error("request_id already created campaign {0} with other terms")]
+    RequestIdReused(CampaignId),
 }
 
 pub struct CreateCampaign<R, L> {
@@ -33,19 +45,42 @@ impl<R: CampaignRepository, L: IssueLog> CreateCampaign<R, L> {
         Self { campaigns, log }
     }
 
-    /// Appends the campaign to the log first (the log is the source of truth and gives
-    /// the campaign its origin), then records it for readers. If this process dies in
-    /// between, the issuing worker records it from the log.
     pub async fn execute(&self, input: Input) -> Result<Output, Error> {
-        let new = NewCampaign::new(input.name, input.total_coupons, input.starts_at);
+        let mut new = NewCampaign::new(input.name, input.total_coupons, input.starts_at);
+        if let Some(key) = &input.request_id {
+            new = new.with_id(CampaignId::for_request(key));
+            // A store that cannot answer fails the call before anything is appended:
+            // "nothing created" is then true.
+            if let Some(existing) = self.campaigns.find_campaign(new.id).await? {
+                return Self::repeated(new, existing);
+            }
+        }
         let appended = self
             .log
             .append(LogEvent::CampaignCreated(new.clone()))
             .await?;
         let campaign = new.placed_at(appended.position);
-        self.campaigns.insert_campaign(&campaign).await?;
+        // Appended: the campaign exists whatever happens to this insert.
+        if let Err(error) = self.campaigns.insert_campaign(&campaign).await {
+            tracing::warn!(%error, campaign_id = %campaign.id,
+                "campaign appended but not stored yet; the issuing worker will store it");
+            return Ok(Output { campaign });
+        }
         tracing::info!(campaign_id = %campaign.id, total = campaign.total_coupons.get(),
             starts_at = %campaign.starts_at, "campaign created");
+        if input.request_id.is_some() {
+            // Two concurrent creations with one key: answer the one that was stored.
+            if let Some(stored) = self.campaigns.find_campaign(campaign.id).await? {
+                return Ok(Output { campaign: stored });
+            }
+        }
         Ok(Output { campaign })
+    }
+
+    fn repeated(new: NewCampaign, existing: Campaign) -> Result<Output, Error> {
+        if !new.same_terms(&existing) {
+            return Err(Error::RequestIdReused(existing.id));
+        }
+        Ok(Output { campaign: existing })
     }
 }

@@ -39,20 +39,16 @@ impl<R: CampaignRepository> GetCampaign<R> {
     }
 
     pub async fn execute(&self, input: Input) -> Result<Output, Error> {
-        let campaign = self
-            .campaigns
-            .find_campaign(input.campaign_id)
-            .await?
-            .ok_or(Error::NotFound(input.campaign_id))?;
         let page_size = match input.page_size {
             0 => MAX_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
         // One extra row tells whether another page follows.
-        let mut coupons = self
+        let (campaign, mut coupons) = self
             .campaigns
-            .list_coupons(input.campaign_id, input.after_ordinal, page_size + 1)
-            .await?;
+            .find_campaign_page(input.campaign_id, input.after_ordinal, page_size + 1)
+            .await?
+            .ok_or(Error::NotFound(input.campaign_id))?;
         let next_after_ordinal = if coupons.len() > page_size as usize {
             coupons.truncate(page_size as usize);
             coupons.last().map(|c| c.ordinal)

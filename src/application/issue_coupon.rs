@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::campaign_cache::CampaignCache;
 use crate::domain::ports::{CampaignRepository, IssueLog, LogError, StoreError};
-use crate::domain::{CampaignId, LogEvent, TicketId, TicketSeal, UserId};
+use crate::domain::{Campaign, CampaignId, LogEvent, TicketId, TicketSeal, UserId};
 
 pub struct Input {
     pub campaign_id: CampaignId,
@@ -74,7 +74,7 @@ impl<R: CampaignRepository, L: IssueLog> IssueCoupon<R, L> {
         }
         // A stale "not sold out" only costs an append the worker will decide SOLD_OUT.
         if campaign.is_sold_out() {
-            return Err(Error::SoldOut);
+            return self.holder_ticket(&campaign, &input.user_id).await;
         }
         let ticket_id = TicketId::generate();
         let appended = self
@@ -90,5 +90,24 @@ impl<R: CampaignRepository, L: IssueLog> IssueCoupon<R, L> {
             ticket: self.seal.seal(ticket_id),
             accepted_at: appended.appended_at,
         })
+    }
+
+    /// After a sell-out, a user who won one of the coupons (often one whose first
+    /// answer was lost, retrying) gets their winning ticket back, whose result carries
+    /// the coupon; everyone else is refused. Sold out is final, so one index probe
+    /// decides it, and only on this refusal path.
+    async fn holder_ticket(&self, campaign: &Campaign, user: &UserId) -> Result<Output, Error> {
+        match self
+            .campaigns
+            .repository()
+            .find_holder_coupon(campaign.id, user)
+            .await?
+        {
+            Some(coupon) => Ok(Output {
+                ticket: self.seal.seal(coupon.ticket_id),
+                accepted_at: coupon.issued_at,
+            }),
+            None => Err(Error::SoldOut),
+        }
     }
 }

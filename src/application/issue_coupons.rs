@@ -92,9 +92,10 @@ impl<S: IssuanceStore> IssueCoupons<S> {
         for record in records {
             match record.event {
                 LogEvent::CampaignCreated(new) => {
-                    // A stored row (written by the API node, or an earlier run) wins.
+                    // The earliest creation in the log wins, whichever the API node
+                    // stored (the stores apply the same rule).
                     let campaign = new.placed_at(record.position);
-                    ledger.add_campaign(campaign.clone());
+                    ledger.add_created(campaign.clone());
                     changes.new_campaigns.push(campaign);
                 }
                 LogEvent::IssueRequested {

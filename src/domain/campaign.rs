@@ -25,6 +25,28 @@ pub enum CampaignFieldError {
     TotalOutOfRange(i64),
     #[error("must be a UUID, got {0:?}")]
     MalformedId(String),
+    #[error("must be at most {MAX_REQUEST_ID_BYTES} bytes of printable characters")]
+    BadRequestId,
+}
+
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// A client-chosen key that makes a campaign's creation idempotent: every creation
+/// with the same key names the same campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// `None` for an empty key (no idempotency asked for).
+    pub fn parse(raw: &str) -> Result<Option<Self>, CampaignFieldError> {
+        if raw.is_empty() {
+            return Ok(None);
+        }
+        if raw.len() > MAX_REQUEST_ID_BYTES || raw.chars().any(char::is_control) {
+            return Err(CampaignFieldError::BadRequestId);
+        }
+        Ok(Some(Self(raw.to_owned())))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +66,13 @@ impl CampaignId {
 
     pub fn from_uuid(id: Uuid) -> Self {
         Self(id)
+    }
+
+    /// The campaign a creation with this key makes: a name-based (v5) uuid, so retries
+    /// on any node, and a rebuild from the log, agree on it without a lookup.
+    pub fn for_request(key: &RequestId) -> Self {
+        const NAMESPACE: Uuid = Uuid::from_u128(0x6a1e_0c3f_58b2_4d4e_9b7a_1f2c_3d4e_5f60);
+        Self(Uuid::new_v5(&NAMESPACE, key.0.as_bytes()))
     }
 
     pub fn as_uuid(&self) -> Uuid {
@@ -108,16 +137,30 @@ pub struct NewCampaign {
 
 impl NewCampaign {
     /// Start instants are kept to the millisecond: Kafka's append clock has no finer grain,
-    /// so "appended at or after the start" means the same thing on every log.
+    /// so "appended at or after the start" means the same thing on every log. A start
+    /// between two milliseconds is rounded *up*: rounding down would make requests
+    /// appended in that millisecond, before the requested instant, eligible.
     pub fn new(name: CampaignName, total_coupons: TotalCoupons, starts_at: DateTime<Utc>) -> Self {
         let now = Utc::now();
         Self {
             id: CampaignId::generate(),
             name,
             total_coupons,
-            starts_at: truncate_to_millis(starts_at),
+            starts_at: ceil_to_millis(starts_at),
             created_at: truncate_to_millis(now),
         }
+    }
+
+    /// The same campaign under the id a creation key gives it.
+    pub fn with_id(self, id: CampaignId) -> Self {
+        Self { id, ..self }
+    }
+
+    /// Whether `other` asks for the same campaign (a retry with the same key).
+    pub fn same_terms(&self, other: &Campaign) -> bool {
+        self.name == other.name
+            && self.total_coupons == other.total_coupons
+            && self.starts_at == other.starts_at
     }
 
     /// The campaign as the log placed it: `origin` makes its coupon codes its own.
@@ -155,10 +198,31 @@ impl Campaign {
     pub fn has_started_at(&self, instant: DateTime<Utc>) -> bool {
         instant >= self.starts_at
     }
+
+    /// Whether this creation record, rather than `known`'s, defines the campaign: the
+    /// earliest creation in the log does (a retried creation can append one campaign
+    /// twice, and which record an API node stored first must not matter). Both are in
+    /// the campaign's partition; nothing can be issued before the earliest is decided.
+    pub fn defines_instead_of(&self, known: &Campaign) -> bool {
+        self.id == known.id
+            && self.origin.partition == known.origin.partition
+            && self.origin.offset < known.origin.offset
+            && known.issued_coupons == 0
+    }
 }
 
 pub fn truncate_to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(t)
+}
+
+/// The first whole millisecond at or after `t` (`t` itself when already whole).
+pub fn ceil_to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    let down = truncate_to_millis(t);
+    if down == t {
+        return t;
+    }
+    down.checked_add_signed(TimeDelta::milliseconds(1))
+        .unwrap_or(down)
 }
 
 fn truncate_for_error(raw: &str) -> String {
@@ -197,6 +261,27 @@ mod tests {
         assert!(TotalCoupons::parse(-5).is_err());
         assert!(TotalCoupons::parse(MAX_TOTAL_COUPONS as i64 + 1).is_err());
         assert_eq!(TotalCoupons::parse(1).map(TotalCoupons::get), Ok(1));
+    }
+
+    #[test]
+    fn a_start_between_milliseconds_is_rounded_up() {
+        let whole = DateTime::parse_from_rfc3339("2026-12-01T11:00:51.648Z")
+            .map(|t| t.to_utc())
+            .expect("time");
+        let between = whole + TimeDelta::nanoseconds(999_000);
+        assert_eq!(ceil_to_millis(whole), whole);
+        let rounded = ceil_to_millis(between);
+        assert_eq!(rounded, whole + TimeDelta::milliseconds(1));
+        let name = CampaignName::parse("boundary").expect("name");
+        let total = TotalCoupons::parse(1).expect("total");
+        let campaign = NewCampaign::new(name, total, between).placed_at(LogPosition {
+            partition: 0,
+            offset: 0,
+        });
+        // A request appended in the millisecond that holds the requested start came
+        // before it: not eligible. The next millisecond is.
+        assert!(!campaign.has_started_at(whole));
+        assert!(campaign.has_started_at(rounded));
     }
 
     #[test]

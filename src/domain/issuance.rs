@@ -100,6 +100,16 @@ impl<'g> CampaignLedger<'g> {
         self.campaigns.entry(campaign.id).or_insert(campaign);
     }
 
+    /// A creation record from the log: the earliest one defines the campaign.
+    pub fn add_created(&mut self, campaign: Campaign) {
+        match self.campaigns.get(&campaign.id) {
+            Some(known) if !campaign.defines_instead_of(known) => {}
+            _ => {
+                self.campaigns.insert(campaign.id, campaign);
+            }
+        }
+    }
+
     pub fn add_holder(&mut self, campaign_id: CampaignId, user_id: UserId, code: CouponCode) {
         self.holders.insert((campaign_id, user_id), code);
     }
@@ -146,6 +156,12 @@ mod tests {
     use crate::domain::campaign::{CampaignName, NewCampaign, TotalCoupons};
     use crate::domain::secret::SecretKey;
 
+    /// Now, to the millisecond: the log's clock has no finer grain, and a start
+    /// between two milliseconds is rounded up.
+    fn now_ms() -> DateTime<Utc> {
+        crate::domain::campaign::truncate_to_millis(Utc::now())
+    }
+
     fn campaign(total: i64, starts_at: DateTime<Utc>, offset: u64) -> Campaign {
         NewCampaign::new(
             CampaignName::parse("drop").unwrap(),
@@ -174,7 +190,7 @@ mod tests {
     #[test]
     fn first_come_first_served_up_to_the_total() {
         let codes = CodeGenerator::new(&SecretKey::generate());
-        let start = Utc::now();
+        let start = now_ms();
         let c = campaign(3, start, 0);
         let mut ledger = CampaignLedger::new(&codes);
         ledger.add_campaign(c.clone());
@@ -200,7 +216,7 @@ mod tests {
     #[test]
     fn start_instant_is_judged_by_append_time() {
         let codes = CodeGenerator::new(&SecretKey::generate());
-        let start = Utc::now();
+        let start = now_ms();
         let c = campaign(10, start, 0);
         let mut ledger = CampaignLedger::new(&codes);
         ledger.add_campaign(c.clone());
@@ -222,7 +238,7 @@ mod tests {
     #[test]
     fn repeats_get_the_same_coupon_and_consume_nothing() {
         let codes = CodeGenerator::new(&SecretKey::generate());
-        let start = Utc::now();
+        let start = now_ms();
         let c = campaign(2, start, 0);
         let mut ledger = CampaignLedger::new(&codes);
         ledger.add_campaign(c.clone());
@@ -249,7 +265,7 @@ mod tests {
     #[test]
     fn holders_loaded_from_storage_count_as_already_issued() {
         let codes = CodeGenerator::new(&SecretKey::generate());
-        let start = Utc::now();
+        let start = now_ms();
         let mut c = campaign(5, start, 0);
         c.issued_coupons = 1;
         let code = codes.code_for(c.origin, 1).unwrap();
@@ -269,9 +285,9 @@ mod tests {
     #[test]
     fn unknown_campaigns_issue_nothing() {
         let codes = CodeGenerator::new(&SecretKey::generate());
-        let c = campaign(5, Utc::now(), 0);
+        let c = campaign(5, now_ms(), 0);
         let mut ledger = CampaignLedger::new(&codes);
-        let d = ledger.decide(&request(&c, "a", 1, Utc::now())).unwrap();
+        let d = ledger.decide(&request(&c, "a", 1, now_ms())).unwrap();
         assert_eq!(d, Decision::UnknownCampaign);
         assert_eq!(d.status(), IssueStatus::SoldOut);
     }
@@ -302,7 +318,7 @@ mod tests {
                 batch in 1usize..20,
             ) {
                 let codes = CodeGenerator::new(&SecretKey::generate());
-                let start = Utc::now();
+                let start = now_ms();
                 let campaigns: Vec<Campaign> = totals
                     .iter()
                     .enumerate()

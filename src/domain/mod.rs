@@ -9,7 +9,7 @@ pub mod secret;
 pub mod ticket;
 pub mod user;
 
-pub use campaign::{Campaign, CampaignId, CampaignName, NewCampaign, TotalCoupons};
+pub use campaign::{Campaign, CampaignId, CampaignName, NewCampaign, RequestId, TotalCoupons};
 pub use coupon_code::{CodeGenerator, CouponCode};
 pub use issuance::{CampaignLedger, Coupon, Decision, IssueRequest};
 pub use log::{LogEvent, LogPosition, LogRecord};

@@ -32,9 +32,13 @@ pub enum StoreError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    /// The log did not acknowledge in time; nothing may be assumed appended.
+    /// The log refused the event or could not be reached: surely not appended.
     #[error("log unavailable: {0}")]
     Unavailable(String),
+    /// The event was handed to the log but its acknowledgement never came (a timeout,
+    /// a lost connection): it may be appended, and then decided, later.
+    #[error("log outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// Too many appends are waiting already; shed instead of queueing without bound.
     #[error("log overloaded")]
     Overloaded,
@@ -56,6 +60,22 @@ pub trait CampaignRepository: Send + Sync + 'static {
         &self,
         id: CampaignId,
     ) -> impl Future<Output = Result<Option<Campaign>, StoreError>> + Send;
+
+    /// The campaign and its issued coupons with ordinal > `after_ordinal` (in issue
+    /// order, at most `limit`), read from one snapshot so the count and the page agree.
+    fn find_campaign_page(
+        &self,
+        id: CampaignId,
+        after_ordinal: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Option<(Campaign, Vec<Coupon>)>, StoreError>> + Send;
+
+    /// The coupon `user` holds in the campaign, if any (one index probe).
+    fn find_holder_coupon(
+        &self,
+        id: CampaignId,
+        user: &UserId,
+    ) -> impl Future<Output = Result<Option<Coupon>, StoreError>> + Send;
 
     /// Issued coupons with ordinal > `after_ordinal`, in issue order, at most `limit`.
     fn list_coupons(

@@ -81,14 +81,23 @@ impl TicketSeal {
         sealed
     }
 
+    /// Only the exact form [`seal`](Self::seal) writes is a ticket: a lower-case
+    /// hyphenated uuid, a dot, 16 lower-case hex digits. Other spellings of the same
+    /// uuid (braces, `urn:uuid:`, no hyphens, upper case, surrounding spaces) are not.
     pub fn open(&self, sealed: &str) -> Result<TicketId, ForeignTicket> {
-        let (uuid, tag) = sealed.trim().split_once('.').ok_or(ForeignTicket)?;
+        let (uuid, tag) = sealed.split_once('.').ok_or(ForeignTicket)?;
+        let canonical = |text: &str, len: usize| {
+            text.len() == len
+                && text
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'-'))
+        };
+        if !canonical(uuid, uuid::fmt::Hyphenated::LENGTH) || !canonical(tag, SEAL_HEX_CHARS) {
+            return Err(ForeignTicket);
+        }
         let id = Uuid::try_parse(uuid)
             .map(TicketId)
             .map_err(|_| ForeignTicket)?;
-        if tag.len() != SEAL_HEX_CHARS {
-            return Err(ForeignTicket);
-        }
         let tag = hex::decode(tag).map_err(|_| ForeignTicket)?;
         // Constant-time comparison of the truncated tag.
         self.mac(id)
@@ -179,6 +188,27 @@ mod tests {
         let other = TicketSeal::new(&SecretKey::generate());
         assert_eq!(other.open(&sealed), Err(ForeignTicket));
         assert_eq!(seal.open(""), Err(ForeignTicket));
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_opens() {
+        let seal = TicketSeal::new(&SecretKey::generate());
+        let id = TicketId::generate();
+        let sealed = seal.seal(id);
+        let (uuid, tag) = sealed.split_once('.').expect("sealed");
+        for variant in [
+            format!("{{{uuid}}}.{tag}"),
+            format!("urn:uuid:{uuid}.{tag}"),
+            format!("{}.{tag}", uuid.replace('-', "")),
+            format!("{}.{tag}", uuid.to_uppercase()),
+            format!("{uuid}.{}", tag.to_uppercase()),
+            format!(" {sealed}"),
+            format!("{sealed}\n"),
+            format!("{uuid}.-{}", &tag[1..]),
+        ] {
+            assert_eq!(seal.open(&variant), Err(ForeignTicket), "{variant:?}");
+        }
+        assert_eq!(seal.open(&sealed), Ok(id));
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn decode(bytes: &[u8]) -> Result<LogEvent, DecodeError> {
             Ok(LogEvent::IssueRequested {
                 ticket_id: TicketId::from_uuid(ticket_id),
                 campaign_id: CampaignId::from_uuid(campaign_id),
-                user_id: UserId::parse(&user_id).map_err(|e| field(&e))?,
+                user_id: UserId::from_stored(&user_id).map_err(|e| field(&e))?,
             })
         }
     }

@@ -120,6 +120,8 @@ pub enum StartError {
     NoSecret,
     #[error(transparent)]
     Admin(#[from] super::AdminPolicyError),
+    #[error(transparent)]
+    UserAuth(#[from] crate::interfaces::rpc::user_auth::UserAuthError),
     #[error("secret key: {0}")]
     BadSecret(#[from] SecretKeyError),
     #[error(transparent)]
@@ -178,7 +180,7 @@ pub async fn start_producer(
     args: ProducerArgs,
     shutdown: CancellationToken,
 ) -> Result<RunningProducer, StartError> {
-    let admin = args.admin.token_for(args.listen)?;
+    let admin = args.admin.guard_for(args.listen)?;
     let secret = args.common.secret()?;
     let topic = args.common.topic();
     kafka::ensure_topic(&topic).await?;
@@ -194,13 +196,20 @@ pub async fn start_producer(
         TicketSeal::new(&secret),
         accept,
         admin,
+        args.serve.user_auth()?,
         &args.serve,
     );
     super::watch_health(
         health,
         move || {
             let (store, log) = (store.clone(), log.clone());
-            async move { store.ping().await.is_ok() && log.ping().await }
+            async move {
+                let (store, log) = tokio::join!(store.ping(), log.ping());
+                super::Probe {
+                    store: store.is_ok(),
+                    log,
+                }
+            }
         },
         shutdown.clone(),
     );

@@ -37,6 +37,8 @@ pub enum StartError {
     Secret(#[from] SecretFileError),
     #[error(transparent)]
     Admin(#[from] super::AdminPolicyError),
+    #[error(transparent)]
+    UserAuth(#[from] crate::interfaces::rpc::user_auth::UserAuthError),
     #[error("cannot open storage: {0}")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
@@ -81,7 +83,7 @@ impl Running {
 }
 
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let admin = config.admin.token_for(config.listen)?;
+    let admin = config.admin.guard_for(config.listen)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.display().to_string(),
         source,
@@ -100,6 +102,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             clock_skew_allowance: TimeDelta::zero(),
         },
         admin,
+        config.serve.user_auth()?,
         &config.serve,
     );
     let (listener, addr) =
@@ -115,7 +118,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         health,
         move || {
             let store = probe_store.clone();
-            async move { store.ping().await.is_ok() }
+            async move {
+                // One SQLite-backed process: the log lives beside the store.
+                let up = store.ping().await.is_ok();
+                super::Probe { store: up, log: up }
+            }
         },
         shutdown.clone(),
     );

@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tokio::net::TcpListener;
 
 use crate::infra::metrics;
-use crate::interfaces::rpc::admin_auth::{self, AdminToken};
+use crate::interfaces::rpc::admin_auth::{self, AdminGuard, AdminToken};
 use crate::interfaces::rpc::limits::{self, AdmissionLimits, RequestLimits};
 use crate::interfaces::rpc::server::ConnectionLimits;
+use crate::interfaces::rpc::user_auth::{UserAuth, UserAuthError};
 
 use crate::application::{CreateCampaign, GetCampaign, GetIssueResult, IssueCoupon, issue_coupon};
 use crate::domain::TicketSeal;
@@ -87,6 +88,21 @@ impl AdminArgs {
     }
 }
 
+/// The longest any timeout flag may be (one hour): larger values are refused at start
+/// instead of overflowing time arithmetic later.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+impl AdminArgs {
+    /// Who may call `CampaignService` on a node listening on `listen`.
+    pub fn guard_for(&self, listen: SocketAddr) -> Result<AdminGuard, AdminPolicyError> {
+        Ok(match self.token_for(listen)? {
+            Some(token) => AdminGuard::Token(token),
+            None if listen.ip().is_loopback() => AdminGuard::LoopbackOnly,
+            None => AdminGuard::Open,
+        })
+    }
+}
+
 /// What one API node lets its clients hold (both API binaries take these flags).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -102,24 +118,45 @@ pub struct ServeArgs {
 
     /// Requests waiting for a turn at most; beyond it a request is refused at once with
     /// `unavailable` (reason OVERLOADED) and nothing is accepted for it.
-    #[arg(long, env = "COUPON_MAX_QUEUED", default_value_t = ServeArgs::DEFAULT.max_queued)]
+    #[arg(long, env = "COUPON_MAX_QUEUED", default_value_t = ServeArgs::DEFAULT.max_queued,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_queued: u32,
 
     /// How long a request may wait for a turn before it is refused (OVERLOADED): this
     /// bounds what overload adds to an accepted request's latency.
-    #[arg(long, env = "COUPON_QUEUE_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.queue_timeout_ms)]
+    #[arg(long, env = "COUPON_QUEUE_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.queue_timeout_ms,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_MS))]
     pub queue_timeout_ms: u64,
 
     /// Time a request may take, reading its body included, before `deadline_exceeded`.
     #[arg(long, env = "COUPON_REQUEST_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.request_timeout_ms,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS))]
     pub request_timeout_ms: u64,
 
     /// Time a client has to send a request's headers (also how long an idle
     /// keep-alive connection stays open).
     #[arg(long, env = "COUPON_HEADER_READ_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.header_read_timeout_ms,
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS))]
     pub header_read_timeout_ms: u64,
+
+    /// Time a client has to send a request's whole body once its headers arrived; a
+    /// body that does not arrive is refused (`deadline_exceeded`, nothing accepted)
+    /// without ever taking one of the in-flight slots.
+    #[arg(long, env = "COUPON_BODY_READ_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.body_read_timeout_ms,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS))]
+    pub body_read_timeout_ms: u64,
+
+    /// A connection with no request running for this long is closed (HTTP/2: GOAWAY),
+    /// so idle connections cannot hold every `--max-connections` slot.
+    #[arg(long, env = "COUPON_IDLE_TIMEOUT_MS", default_value_t = ServeArgs::DEFAULT.idle_timeout_ms,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_MS))]
+    pub idle_timeout_ms: u64,
+
+    /// File holding a secret (at least 32 bytes) that signs end-user tokens. When set,
+    /// IssueCoupon takes the user id from `Authorization: Bearer <JWT>` (HS256, `exp`
+    /// required with 5 s of leeway, the subject is the user id) instead of trusting the request body.
+    #[arg(long, env = "COUPON_USER_TOKEN_SECRET_FILE")]
+    pub user_token_secret_file: Option<PathBuf>,
 
     /// Concurrent HTTP/2 streams per connection.
     #[arg(long, env = "COUPON_MAX_STREAMS_PER_CONNECTION", default_value_t = ServeArgs::DEFAULT.max_streams_per_connection,
@@ -135,6 +172,9 @@ impl ServeArgs {
         queue_timeout_ms: 100,
         request_timeout_ms: 15_000,
         header_read_timeout_ms: 10_000,
+        body_read_timeout_ms: 5_000,
+        idle_timeout_ms: 60_000,
+        user_token_secret_file: None,
         max_streams_per_connection: 256,
     };
 
@@ -142,8 +182,14 @@ impl ServeArgs {
         ConnectionLimits {
             max_connections: self.max_connections as usize,
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_streams_per_connection: self.max_streams_per_connection,
         }
+    }
+
+    /// Where IssueCoupon's user id comes from.
+    pub fn user_auth(&self) -> Result<UserAuth, UserAuthError> {
+        UserAuth::from_secret_file(self.user_token_secret_file.as_deref())
     }
 
     fn request_limits(&self) -> RequestLimits {
@@ -152,6 +198,7 @@ impl ServeArgs {
             max_queued: self.max_queued as usize,
             queue_timeout: Duration::from_millis(self.queue_timeout_ms),
             timeout: Duration::from_millis(self.request_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_read_timeout_ms),
         })
     }
 }
@@ -168,7 +215,8 @@ pub fn api<S, L>(
     log: L,
     seal: TicketSeal,
     accept: issue_coupon::Settings,
-    admin: Option<AdminToken>,
+    admin: AdminGuard,
+    users: UserAuth,
     serve: &ServeArgs,
 ) -> (axum::Router, Arc<StaticChecker>)
 where
@@ -182,17 +230,15 @@ where
     };
     let coupons = CouponApi {
         issue_coupon: IssueCoupon::new(store.clone(), log, seal.clone(), accept),
+        users,
         get_issue_result: GetIssueResult::new(store, seal.clone()),
         seal,
     };
     let (app, health) = server::app(campaigns, coupons);
-    let app = match admin {
-        Some(token) => app.layer(axum::middleware::from_fn_with_state(
-            token,
-            admin_auth::require_admin,
-        )),
-        None => app,
-    };
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        admin,
+        admin_auth::require_admin,
+    ));
     // Outermost: a request over the caps is refused before anything else runs.
     let app = app
         .merge(metrics::router())
@@ -203,33 +249,59 @@ where
     (app, health)
 }
 
-/// Keeps `grpc.health.v1` truthful: every second `probe` says whether the node's
-/// dependencies answer, and the health service reports SERVING or NOT_SERVING.
+/// What a node's dependencies answered, for the health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// The database: campaigns, tickets (and, embedded, the log's neighbour).
+    pub store: bool,
+    /// The issue log: what IssueCoupon needs to accept.
+    pub log: bool,
+}
+
+impl Probe {
+    /// Each health-checked service with whether it can serve: `CouponService` while the
+    /// log accepts (known campaigns keep being served from memory), `CampaignService`
+    /// while the database answers, the node as a whole ("") while both do.
+    fn statuses(self) -> [(&'static str, bool); 3] {
+        [
+            ("", self.store && self.log),
+            ("coupon.v1.CampaignService", self.store),
+            ("coupon.v1.CouponService", self.log),
+        ]
+    }
+}
+
+/// Keeps `grpc.health.v1` truthful: every second `probe` says which of the node's
+/// dependencies answer, and each service reports SERVING or NOT_SERVING.
 pub fn watch_health<P, F>(health: Arc<StaticChecker>, probe: P, shutdown: CancellationToken)
 where
     P: Fn() -> F + Send + 'static,
-    F: Future<Output = bool> + Send,
+    F: Future<Output = Probe> + Send,
 {
     tokio::spawn(async move {
-        let mut serving = true;
+        let mut last = Probe {
+            store: true,
+            log: true,
+        };
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
-            let healthy = probe().await;
-            if healthy != serving {
-                serving = healthy;
-                let status = if healthy {
+            let now = probe().await;
+            if now == last {
+                continue;
+            }
+            tracing::warn!(store = now.store, log = now.log, "health changed");
+            for (service, serving) in now.statuses() {
+                let status = if serving {
                     Status::Serving
                 } else {
                     Status::NotServing
                 };
-                tracing::warn!(?status, "health changed");
-                for service in std::iter::once("").chain(server::SERVICE_NAMES) {
-                    let _ = health.set_status(service, status);
-                }
+                let _ = health.set_status(service, status);
             }
+            last = now;
         }
     });
 }

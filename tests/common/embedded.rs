@@ -1,5 +1,10 @@
 //! An embedded server in a temp dir, with a Connect client pointed at it.
 
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio::task::JoinHandle;
+
 use coupon::modes::{ServeArgs, embedded};
 
 use super::connect::Client;
@@ -27,5 +32,47 @@ impl Server {
             running,
             _dir: dir,
         }
+    }
+}
+
+/// A request that holds one of the server's in-flight slots until dropped: an
+/// IssueCoupon whose append waits for the log, which the test keeps write-locked.
+pub struct SlotHolder {
+    log_lock: rusqlite::Connection,
+    request: JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn hold_a_slot(&self) -> SlotHolder {
+        let campaign = self
+            .client
+            .create_campaign(
+                "slot holder",
+                1,
+                &super::connect::rfc3339_in(TimeDelta::zero()),
+            )
+            .await
+            .expect("holder campaign");
+        let id = campaign["id"].as_str().expect("id").to_owned();
+        // Appends wait for a locked log (up to its 10 s busy timeout).
+        let log_lock =
+            rusqlite::Connection::open(self._dir.path().join("log.sqlite")).expect("open the log");
+        log_lock
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("lock the log");
+        let client = self.client.clone();
+        let request = tokio::spawn(async move {
+            let _ = client.issue(&id, "slot-holder").await;
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        SlotHolder { log_lock, request }
+    }
+}
+
+impl SlotHolder {
+    /// Unlocks the log; the held request then completes and frees its slot.
+    pub async fn release(self) {
+        drop(self.log_lock);
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.request).await;
     }
 }

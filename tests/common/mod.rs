@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod cluster;
 pub mod connect;
 pub mod embedded;

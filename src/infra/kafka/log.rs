@@ -78,8 +78,8 @@ impl IssueLog for KafkaLog {
         };
         let delivered = delivery
             .await
-            .map_err(|_| LogError::Unavailable("producer shut down".into()))?
-            .map_err(|(error, _)| LogError::Unavailable(error.to_string()))?;
+            .map_err(|_| LogError::OutcomeUnknown("producer shut down".into()))?
+            .map_err(|(error, _)| delivery_error(&error))?;
         let position = LogPosition {
             partition: u32::try_from(delivered.partition)
                 .map_err(|_| LogError::Unavailable("negative partition".into()))?,
@@ -90,6 +90,30 @@ impl IssueLog for KafkaLog {
             position,
             appended_at: append_time(delivered.timestamp),
         })
+    }
+}
+
+/// What a failed delivery says about the record. Once a record is handed to the
+/// producer it may reach the broker whatever happens next: only a broker's explicit
+/// refusal of the record proves it was not appended. A timeout (the broker frozen, a
+/// leader change) is the common case of an unknown outcome.
+fn delivery_error(error: &KafkaError) -> LogError {
+    use RDKafkaErrorCode::*;
+    match error.rdkafka_error_code() {
+        Some(
+            MessageSizeTooLarge
+            | InvalidMessage
+            | InvalidMessageSize
+            | UnknownTopicOrPartition
+            | UnknownPartition
+            | UnknownTopic
+            | TopicAuthorizationFailed
+            | NotEnoughReplicas
+            | InvalidRecord
+            | MessageBatchTooLarge
+            | InvalidRequiredAcks,
+        ) => LogError::Unavailable(error.to_string()),
+        _ => LogError::OutcomeUnknown(error.to_string()),
     }
 }
 

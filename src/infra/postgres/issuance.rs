@@ -117,7 +117,7 @@ impl IssuanceBatch for PgBatch {
             .into_iter()
             .map(|(user, code)| {
                 Ok((
-                    UserId::parse(&user).map_err(corrupt)?,
+                    UserId::from_stored(&user).map_err(corrupt)?,
                     CouponCode::parse(&code).map_err(corrupt)?,
                 ))
             })

@@ -45,7 +45,7 @@ fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
     Ok(Coupon {
         code: CouponCode::parse(&code).map_err(corrupt)?,
         campaign_id: CampaignId::from_uuid(campaign_id),
-        user_id: UserId::parse(&user_id).map_err(corrupt)?,
+        user_id: UserId::from_stored(&user_id).map_err(corrupt)?,
         ticket_id: TicketId::from_uuid(ticket_id),
         issued_at,
         ordinal: to_u64(ordinal)?,
@@ -53,7 +53,11 @@ fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
 }
 
 const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset) \
-     VALUES ($1, $2, $3, 0, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+     VALUES ($1, $2, $3, 0, $4, $5, $6, $7) \
+     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, total_coupons = EXCLUDED.total_coupons, \
+     starts_at = EXCLUDED.starts_at, created_at = EXCLUDED.created_at, origin_offset = EXCLUDED.origin_offset \
+     WHERE campaigns.origin_partition = EXCLUDED.origin_partition \
+     AND EXCLUDED.origin_offset < campaigns.origin_offset AND campaigns.issued_coupons = 0";
 
 pub(super) async fn insert_campaign<'c, E>(executor: E, c: &Campaign) -> Result<(), StoreError>
 where
@@ -79,14 +83,49 @@ impl CampaignRepository for PgStore {
     }
 
     async fn find_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError> {
-        const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset \
-             FROM campaigns WHERE id = $1";
-        sqlx::query_as::<_, CampaignRow>(SQL)
+        sqlx::query_as::<_, CampaignRow>(SELECT_CAMPAIGN)
             .bind(id.as_uuid())
             .fetch_optional(&self.pool)
             .await
             .map_err(store_error)?
             .map(campaign_from_row)
+            .transpose()
+    }
+
+    async fn find_campaign_page(
+        &self,
+        id: CampaignId,
+        after_ordinal: u64,
+        limit: u32,
+    ) -> Result<Option<(Campaign, Vec<Coupon>)>, StoreError> {
+        // Two reads, no transaction, yet one snapshot: a batch commits its coupons with
+        // the campaign's count, and ordinals are 1..=count without gaps, so the coupons
+        // up to the count read first are exactly those that existed when it was read.
+        let Some(campaign) = self.find_campaign(id).await? else {
+            return Ok(None);
+        };
+        let limit = page_within(after_ordinal, limit, campaign.issued_coupons);
+        let coupons = match limit {
+            0 => Vec::new(),
+            limit => select_coupons(&self.pool, id, after_ordinal, limit).await?,
+        };
+        Ok(Some((campaign, coupons)))
+    }
+
+    async fn find_holder_coupon(
+        &self,
+        id: CampaignId,
+        user: &UserId,
+    ) -> Result<Option<Coupon>, StoreError> {
+        const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at \
+             FROM coupons WHERE campaign_id = $1 AND user_id = $2";
+        sqlx::query_as::<_, CouponRow>(SQL)
+            .bind(id.as_uuid())
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?
+            .map(coupon_from_row)
             .transpose()
     }
 
@@ -96,22 +135,44 @@ impl CampaignRepository for PgStore {
         after_ordinal: u64,
         limit: u32,
     ) -> Result<Vec<Coupon>, StoreError> {
-        // Row by row on purpose: unlike SQLite, sqlx decodes PostgreSQL rows on this task
-        // (no thread hand-off per row), and one-row pages built by the server measured
-        // slower for 10,000 coupons (json_agg 26 ms, array_agg 22 ms, rows 13.5 ms).
-        const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at FROM coupons \
-             WHERE campaign_id = $1 AND ordinal > $2 ORDER BY ordinal LIMIT $3";
-        sqlx::query_as::<_, CouponRow>(SQL)
-            .bind(id.as_uuid())
-            .bind(to_i64(after_ordinal)?)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .map(coupon_from_row)
-            .collect()
+        select_coupons(&self.pool, id, after_ordinal, limit).await
     }
+}
+
+/// How many of the `limit` coupons after `after_ordinal` lie within the first `issued`.
+fn page_within(after_ordinal: u64, limit: u32, issued: u64) -> u32 {
+    let left = issued.saturating_sub(after_ordinal);
+    u32::try_from(left).map_or(limit, |left| left.min(limit))
+}
+
+const SELECT_CAMPAIGN: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset \
+     FROM campaigns WHERE id = $1";
+
+/// A page of the campaign's coupons in issue order.
+async fn select_coupons<'c, E>(
+    executor: E,
+    id: CampaignId,
+    after_ordinal: u64,
+    limit: u32,
+) -> Result<Vec<Coupon>, StoreError>
+where
+    E: sqlx::PgExecutor<'c>,
+{
+    // Row by row on purpose: unlike SQLite, sqlx decodes PostgreSQL rows on this task
+    // (no thread hand-off per row), and one-row pages built by the server measured
+    // slower for 10,000 coupons (json_agg 26 ms, array_agg 22 ms, rows 13.5 ms).
+    const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at FROM coupons \
+         WHERE campaign_id = $1 AND ordinal > $2 ORDER BY ordinal LIMIT $3";
+    sqlx::query_as::<_, CouponRow>(SQL)
+        .bind(id.as_uuid())
+        .bind(to_i64(after_ordinal)?)
+        .bind(i64::from(limit))
+        .fetch_all(executor)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(coupon_from_row)
+        .collect()
 }
 
 impl TicketRepository for PgStore {
@@ -150,7 +211,7 @@ impl TicketRepository for PgStore {
         let result = TicketResult {
             ticket_id: id,
             campaign_id: CampaignId::from_uuid(campaign_id),
-            user_id: UserId::parse(&user_id).map_err(corrupt)?,
+            user_id: UserId::from_stored(&user_id).map_err(corrupt)?,
             status: IssueStatus::from_code(status)
                 .ok_or_else(|| corrupt(format!("ticket status {status}")))?,
             coupon_code: code

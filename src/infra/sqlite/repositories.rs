@@ -50,7 +50,7 @@ pub(super) fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
     Ok(Coupon {
         code: CouponCode::parse(&code).map_err(corrupt)?,
         campaign_id: parse_campaign_id(&campaign_id)?,
-        user_id: UserId::parse(&user_id).map_err(corrupt)?,
+        user_id: UserId::from_stored(&user_id).map_err(corrupt)?,
         ticket_id: TicketId::from_uuid(parse_uuid(&ticket_id)?),
         issued_at: from_millis(issued_at)?,
         ordinal: to_u64(ordinal)?,
@@ -65,7 +65,14 @@ fn parse_uuid(raw: &str) -> Result<Uuid, StoreError> {
     Uuid::try_parse(raw).map_err(corrupt)
 }
 
-pub(super) const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset) VALUES (?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
+/// Inserts a campaign; for one already stored, the earliest creation record in the log
+/// wins (`Campaign::defines_instead_of`), so retried creations replay identically.
+pub(super) const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset) \
+     VALUES (?, ?, ?, 0, ?, ?, ?, ?) \
+     ON CONFLICT (id) DO UPDATE SET name = excluded.name, total_coupons = excluded.total_coupons, \
+     starts_at_ms = excluded.starts_at_ms, created_at_ms = excluded.created_at_ms, origin_offset = excluded.origin_offset \
+     WHERE campaigns.origin_partition = excluded.origin_partition \
+     AND excluded.origin_offset < campaigns.origin_offset AND campaigns.issued_coupons = 0";
 
 pub(super) async fn insert_campaign<'c, E>(executor: E, c: &Campaign) -> Result<(), StoreError>
 where
@@ -97,39 +104,87 @@ impl CampaignRepository for SqliteStore {
         row.map(campaign_from_row).transpose()
     }
 
+    async fn find_campaign_page(
+        &self,
+        id: CampaignId,
+        after_ordinal: u64,
+        limit: u32,
+    ) -> Result<Option<(Campaign, Vec<Coupon>)>, StoreError> {
+        let after = to_i64(after_ordinal)?;
+        self.readers
+            .with_blocking(move |conn| {
+                // One read transaction: one WAL snapshot for the count and the page.
+                let snapshot = conn.unchecked_transaction().map_err(sqlite_error)?;
+                let Some(row) = select_campaign(&snapshot, id).map_err(sqlite_error)? else {
+                    return Ok(None);
+                };
+                let campaign = campaign_from_row(row)?;
+                let coupons = select_coupons(&snapshot, id, after, limit)?;
+                Ok(Some((campaign, coupons)))
+            })
+            .await
+    }
+
+    async fn find_holder_coupon(
+        &self,
+        id: CampaignId,
+        user: &UserId,
+    ) -> Result<Option<Coupon>, StoreError> {
+        const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms \
+             FROM coupons WHERE campaign_id = ? AND user_id = ?";
+        let row: Option<CouponRow> = self.readers.with(|conn| {
+            conn.prepare_cached(SQL)
+                .and_then(|mut select| {
+                    select
+                        .query_row(params![id.to_string(), user.as_str()], |r| r.try_into())
+                        .optional()
+                })
+                .map_err(sqlite_error)
+        })?;
+        row.map(coupon_from_row).transpose()
+    }
+
     async fn list_coupons(
         &self,
         id: CampaignId,
         after_ordinal: u64,
         limit: u32,
     ) -> Result<Vec<Coupon>, StoreError> {
-        // Rows are stepped and validated on a blocking thread, straight into domain
-        // values: no per-row hand-off between threads, no JSON in between.
-        const SQL: &str = "SELECT code, ordinal, user_id, ticket_id, issued_at_ms FROM coupons \
-             WHERE campaign_id = ? AND ordinal > ? ORDER BY ordinal LIMIT ?";
         let after = to_i64(after_ordinal)?;
         self.readers
-            .with_blocking(move |conn| {
-                let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
-                let mut rows = select
-                    .query(params![id.to_string(), after, i64::from(limit)])
-                    .map_err(sqlite_error)?;
-                let mut coupons = Vec::with_capacity(limit.min(10_001) as usize);
-                while let Some(row) = rows.next().map_err(sqlite_error)? {
-                    let text = |i: usize| row.get_ref(i).and_then(|v| Ok(v.as_str()?));
-                    coupons.push(Coupon {
-                        code: CouponCode::parse(text(0).map_err(sqlite_error)?).map_err(corrupt)?,
-                        campaign_id: id,
-                        ordinal: to_u64(row.get(1).map_err(sqlite_error)?)?,
-                        user_id: UserId::parse(text(2).map_err(sqlite_error)?).map_err(corrupt)?,
-                        ticket_id: TicketId::from_uuid(parse_uuid(text(3).map_err(sqlite_error)?)?),
-                        issued_at: from_millis(row.get(4).map_err(sqlite_error)?)?,
-                    });
-                }
-                Ok(coupons)
-            })
+            .with_blocking(move |conn| select_coupons(conn, id, after, limit))
             .await
     }
+}
+
+/// A page of the campaign's coupons. Rows are stepped and validated on the calling
+/// (blocking) thread, straight into domain values: no per-row hand-off between
+/// threads, no JSON in between.
+fn select_coupons(
+    conn: &rusqlite::Connection,
+    id: CampaignId,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<Coupon>, StoreError> {
+    const SQL: &str = "SELECT code, ordinal, user_id, ticket_id, issued_at_ms FROM coupons \
+         WHERE campaign_id = ? AND ordinal > ? ORDER BY ordinal LIMIT ?";
+    let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+    let mut rows = select
+        .query(params![id.to_string(), after, i64::from(limit)])
+        .map_err(sqlite_error)?;
+    let mut coupons = Vec::with_capacity(limit.min(10_001) as usize);
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        let text = |i: usize| row.get_ref(i).and_then(|v| Ok(v.as_str()?));
+        coupons.push(Coupon {
+            code: CouponCode::parse(text(0).map_err(sqlite_error)?).map_err(corrupt)?,
+            campaign_id: id,
+            ordinal: to_u64(row.get(1).map_err(sqlite_error)?)?,
+            user_id: UserId::from_stored(text(2).map_err(sqlite_error)?).map_err(corrupt)?,
+            ticket_id: TicketId::from_uuid(parse_uuid(text(3).map_err(sqlite_error)?)?),
+            issued_at: from_millis(row.get(4).map_err(sqlite_error)?)?,
+        });
+    }
+    Ok(coupons)
 }
 
 impl TicketRepository for SqliteStore {
@@ -176,7 +231,7 @@ impl TicketRepository for SqliteStore {
         let result = TicketResult {
             ticket_id: id,
             campaign_id: parse_campaign_id(&campaign_id)?,
-            user_id: UserId::parse(&user_id).map_err(corrupt)?,
+            user_id: UserId::from_stored(&user_id).map_err(corrupt)?,
             status,
             coupon_code: code
                 .as_deref()

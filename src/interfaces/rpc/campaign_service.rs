@@ -9,7 +9,7 @@ use super::errors::invalid_field;
 use super::proto::coupon::v1::*;
 use crate::application::{CreateCampaign, GetCampaign, create_campaign, get_campaign};
 use crate::domain::ports::{CampaignRepository, IssueLog};
-use crate::domain::{CampaignId, CampaignName, TicketSeal, TotalCoupons};
+use crate::domain::{CampaignId, CampaignName, RequestId, TicketSeal, TotalCoupons};
 
 pub struct CampaignApi<R, L> {
     pub create_campaign: CreateCampaign<R, L>,
@@ -28,6 +28,8 @@ impl<R: CampaignRepository, L: IssueLog> CampaignService for CampaignApi<R, L> {
             total_coupons: TotalCoupons::parse(request.total_coupons)
                 .map_err(|e| invalid_field("total_coupons", e))?,
             starts_at: parse_starts_at(request.starts_at.as_option())?,
+            request_id: RequestId::parse(request.request_id)
+                .map_err(|e| invalid_field("request_id", e))?,
         };
         let output = self.create_campaign.execute(input).await?;
         Ok(Response::new(CreateCampaignResponse {

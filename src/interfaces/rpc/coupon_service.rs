@@ -6,12 +6,14 @@ use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 use super::convert;
 use super::errors::invalid_field;
 use super::proto::coupon::v1::*;
+use super::user_auth::UserAuth;
 use crate::application::{GetIssueResult, IssueCoupon, get_issue_result, issue_coupon};
 use crate::domain::ports::{CampaignRepository, IssueLog, TicketRepository};
-use crate::domain::{self, CampaignId, TicketSeal, UserId};
+use crate::domain::{self, CampaignId, TicketSeal};
 
 pub struct CouponApi<R, L, T> {
     pub issue_coupon: IssueCoupon<R, L>,
+    pub users: UserAuth,
     pub get_issue_result: GetIssueResult<T>,
     pub seal: TicketSeal,
 }
@@ -19,13 +21,13 @@ pub struct CouponApi<R, L, T> {
 impl<R: CampaignRepository, L: IssueLog, T: TicketRepository> CouponService for CouponApi<R, L, T> {
     async fn issue_coupon(
         &self,
-        _ctx: RequestContext,
+        ctx: RequestContext,
         request: ServiceRequest<'_, IssueCouponRequest>,
     ) -> ServiceResult<IssueCouponResponse> {
         let input = issue_coupon::Input {
             campaign_id: CampaignId::parse(request.campaign_id)
                 .map_err(|e| invalid_field("campaign_id", e))?,
-            user_id: UserId::parse(request.user_id).map_err(|e| invalid_field("user_id", e))?,
+            user_id: self.users.user_id(ctx.headers(), request.user_id)?,
         };
         let output = self.issue_coupon.execute(input).await?;
         Ok(Response::new(IssueCouponResponse {

@@ -22,6 +22,13 @@ pub mod reason {
     pub const LOG_UNAVAILABLE: &str = "LOG_UNAVAILABLE";
     pub const OVERLOADED: &str = "OVERLOADED";
     pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+    pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+    pub const USER_TOKEN_INVALID: &str = "USER_TOKEN_INVALID";
+    pub const USER_ID_MISMATCH: &str = "USER_ID_MISMATCH";
+    pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
+    pub const BODY_TIMEOUT: &str = "BODY_TIMEOUT";
+    pub const BODY_TOO_LARGE: &str = "BODY_TOO_LARGE";
+    pub const MALFORMED_BODY: &str = "MALFORMED_BODY";
 }
 
 fn error(
@@ -69,11 +76,74 @@ pub fn overloaded() -> ConnectError {
     )
 }
 
+/// The request's body did not arrive in time; the request never ran.
+pub fn body_timed_out(limit: std::time::Duration) -> ConnectError {
+    error(
+        ErrorCode::DeadlineExceeded,
+        reason::BODY_TIMEOUT,
+        format!(
+            "the request body did not arrive within {} ms; nothing was accepted, retry",
+            limit.as_millis()
+        ),
+        &[],
+    )
+}
+
+/// The request's body is (or was announced) larger than the server reads.
+pub fn body_too_large(limit: usize) -> ConnectError {
+    error(
+        ErrorCode::ResourceExhausted,
+        reason::BODY_TOO_LARGE,
+        format!("the request body is larger than the size limit of {limit} bytes"),
+        &[("limit_bytes", limit.to_string())],
+    )
+}
+
+/// The client broke the body's framing (e.g. malformed chunked encoding).
+pub fn malformed_body(detail: &str) -> ConnectError {
+    error(
+        ErrorCode::InvalidArgument,
+        reason::MALFORMED_BODY,
+        format!("the request body could not be read: {detail}"),
+        &[],
+    )
+}
+
 /// The request (reading its body included) outlived the server's request timeout.
 pub fn request_timed_out() -> ConnectError {
     ConnectError::new(
         ErrorCode::DeadlineExceeded,
         "the request took longer than the server allows; if it was IssueCoupon it may have been accepted: retry, a repeat is answered ALREADY_ISSUED",
+    )
+}
+
+/// An admin call without a token configured, naming a host that is not loopback (a
+/// browser page whose DNS name was rebound to this address).
+pub fn not_a_loopback_host() -> ConnectError {
+    ConnectError::new(
+        ErrorCode::PermissionDenied,
+        "without an admin token, admin calls are served only to requests for a loopback host \
+         (localhost, 127.0.0.1, [::1])",
+    )
+}
+
+/// IssueCoupon in token mode without a valid user token.
+pub fn user_token_invalid(why: &str) -> ConnectError {
+    error(
+        ErrorCode::Unauthenticated,
+        reason::USER_TOKEN_INVALID,
+        format!("IssueCoupon needs a valid user token: {why}"),
+        &[],
+    )
+}
+
+/// A body `user_id` naming someone other than the token's subject.
+pub fn user_id_mismatch() -> ConnectError {
+    error(
+        ErrorCode::PermissionDenied,
+        reason::USER_ID_MISMATCH,
+        "user_id: differs from the user token's subject (leave it empty)".into(),
+        &[("field", "user_id".to_owned())],
     )
 }
 
@@ -136,6 +206,17 @@ fn log_error(e: LogError) -> ConnectError {
                 &[],
             )
         }
+        LogError::OutcomeUnknown(detail) => {
+            tracing::warn!(%detail, "log did not confirm an append");
+            error(
+                ErrorCode::Unavailable,
+                reason::OUTCOME_UNKNOWN,
+                "the issue log did not confirm the request in time; it may have been accepted: \
+                 retry, a retry is answered with your ticket or your coupon"
+                    .into(),
+                &[],
+            )
+        }
     }
 }
 
@@ -171,6 +252,14 @@ impl From<create_campaign::Error> for ConnectError {
         match e {
             create_campaign::Error::Log(e) => log_error(e),
             create_campaign::Error::Store(e) => store_error(e),
+            create_campaign::Error::RequestIdReused(id) => error(
+                ErrorCode::AlreadyExists,
+                reason::REQUEST_ID_REUSED,
+                format!(
+                    "request_id already created campaign {id} with another name, total or start"
+                ),
+                &[("campaign_id", id.to_string())],
+            ),
         }
     }
 }

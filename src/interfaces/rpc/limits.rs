@@ -1,21 +1,28 @@
-//! Per-request admission, decided before a request's body is read, so a refusal costs
-//! almost nothing:
+//! Per-request admission:
+//! - a request's body is read first, capped at [`MAX_BODY_BYTES`] and under its own
+//!   short deadline, *before* the request takes a slot: a client that sends headers and
+//!   no body (or a body that trickles) holds a connection or a stream, never one of the
+//!   slots every other client needs;
 //! - at most `max_in_flight` requests run at once (the rest would only lengthen the
 //!   log's queue, and with it every accepted request's latency);
 //! - a request beyond that waits, first come first served, at most `queue_timeout`,
 //!   and only while fewer than `max_queued` wait; otherwise it is refused at once with
 //!   `unavailable`/OVERLOADED and nothing is accepted for it;
-//! - a running request (reading its body included) ends after `timeout` with
-//!   `deadline_exceeded`, so a slow client cannot hold a slot.
+//! - a request (reading its body included) ends after `timeout` with
+//!   `deadline_exceeded`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use http::header::CONTENT_TYPE;
+use connectrpc::ConnectError;
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Version};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::errors;
@@ -23,12 +30,17 @@ use super::errors;
 /// Paths an operator must reach even while the node sheds load.
 const EXEMPT_PATHS: [&str; 1] = ["/metrics"];
 
+/// The largest request body read, the same as connectrpc's default message limit.
+pub const MAX_BODY_BYTES: usize = connectrpc::service::DEFAULT_MAX_REQUEST_BODY_SIZE;
+
 #[derive(Debug, Clone, Copy)]
 pub struct AdmissionLimits {
     pub max_in_flight: usize,
     pub max_queued: usize,
     pub queue_timeout: Duration,
     pub timeout: Duration,
+    /// How long a client has to send a request's whole body once its headers came.
+    pub body_timeout: Duration,
 }
 
 #[derive(Clone)]
@@ -36,6 +48,25 @@ pub struct RequestLimits {
     in_flight: Arc<Semaphore>,
     queued: Arc<AtomicUsize>,
     limits: AdmissionLimits,
+}
+
+/// Why a body was not read; the request is refused without running.
+#[derive(Debug)]
+enum BodyRefusal {
+    TooLarge,
+    TimedOut(Duration),
+    /// The client broke the framing (e.g. malformed chunked encoding) or went away.
+    Malformed(String),
+}
+
+impl BodyRefusal {
+    fn error(&self) -> ConnectError {
+        match self {
+            BodyRefusal::TooLarge => errors::body_too_large(MAX_BODY_BYTES),
+            BodyRefusal::TimedOut(limit) => errors::body_timed_out(*limit),
+            BodyRefusal::Malformed(detail) => errors::malformed_body(detail),
+        }
+    }
 }
 
 impl RequestLimits {
@@ -61,6 +92,30 @@ impl RequestLimits {
         self.queued.fetch_sub(1, Ordering::AcqRel);
         waited.ok()?.ok()
     }
+
+    /// The request with its whole body in memory, read within the body deadline (and
+    /// the request's own); an announced body over the cap is refused before reading.
+    async fn read_body(&self, request: Request) -> Result<Request, BodyRefusal> {
+        let announced = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Err(BodyRefusal::TooLarge);
+        }
+        let limit = self.limits.body_timeout.min(self.limits.timeout);
+        let (parts, body) = request.into_parts();
+        let read = Limited::new(body, MAX_BODY_BYTES).collect();
+        let collected = tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| BodyRefusal::TimedOut(limit))?
+            .map_err(|error| match error.downcast::<LengthLimitError>() {
+                Ok(_) => BodyRefusal::TooLarge,
+                Err(other) => BodyRefusal::Malformed(other.to_string()),
+            })?;
+        Ok(Request::from_parts(parts, Body::from(collected.to_bytes())))
+    }
 }
 
 pub async fn enforce(
@@ -71,20 +126,46 @@ pub async fn enforce(
     if EXEMPT_PATHS.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let arrived = std::time::Instant::now();
+    let arrived = Instant::now();
+    // Cheap (reference-counted) copies, for answers given without the handler.
+    let content_type = request.headers().get(CONTENT_TYPE).cloned();
+    let version = request.version();
+    let request = match limits.read_body(request).await {
+        Ok(request) => request,
+        Err(refusal) => {
+            if let BodyRefusal::TimedOut(_) = refusal {
+                metrics::counter!("coupon_rpc_shed_total", "reason" => "body_timeout").increment(1);
+            }
+            tracing::debug!(?refusal, "request body refused");
+            let response = errors::response(content_type.as_ref(), &refusal.error());
+            // The rest of the body is still on the wire: the connection cannot carry
+            // another request, and an HTTP/1 client must be told so.
+            return closing(response, version);
+        }
+    };
     let admitted = limits.admit().await;
     metrics::histogram!("coupon_admission_wait_seconds").record(arrived.elapsed().as_secs_f64());
     let Some(_permit) = admitted else {
         metrics::counter!("coupon_rpc_shed_total", "reason" => "overloaded").increment(1);
-        return errors::response(request.headers().get(CONTENT_TYPE), &errors::overloaded());
+        return errors::response(content_type.as_ref(), &errors::overloaded());
     };
-    // A cheap (reference-counted) copy, for the timeout's answer.
-    let content_type = request.headers().get(CONTENT_TYPE).cloned();
-    match tokio::time::timeout(limits.limits.timeout, next.run(request)).await {
+    let remaining = limits.limits.timeout.saturating_sub(arrived.elapsed());
+    match tokio::time::timeout(remaining, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             metrics::counter!("coupon_rpc_shed_total", "reason" => "request_timeout").increment(1);
             errors::response(content_type.as_ref(), &errors::request_timed_out())
         }
     }
+}
+
+/// Marks an HTTP/1 response as the connection's last (HTTP/2 has no such header: a
+/// refused stream does not affect its connection).
+fn closing(mut response: Response, version: Version) -> Response {
+    if version <= Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

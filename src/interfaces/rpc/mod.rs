@@ -9,6 +9,7 @@ pub mod errors;
 pub mod limits;
 mod observe;
 pub mod server;
+pub mod user_auth;
 
 pub use campaign_service::CampaignApi;
 pub use coupon_service::CouponApi;
