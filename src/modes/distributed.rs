@@ -16,6 +16,7 @@ use crate::domain::ports::StoreError;
 use crate::domain::secret::SecretKeyError;
 use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::kafka::{self, KafkaLog, KafkaSetupError, TopicSettings, WorkerSettings};
+use crate::infra::key_fingerprint::{self, KeyMismatch};
 use crate::infra::metrics;
 use crate::infra::postgres::PgStore;
 use crate::infra::secret_file::{self, SecretFileError};
@@ -126,6 +127,8 @@ pub enum StartError {
     BadSecret(#[from] SecretKeyError),
     #[error(transparent)]
     SecretFile(#[from] SecretFileError),
+    #[error(transparent)]
+    Key(#[from] KeyMismatch),
     #[error("database: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -185,6 +188,7 @@ pub async fn start_producer(
     let topic = args.common.topic();
     kafka::ensure_topic(&topic).await?;
     let store = PgStore::connect(&args.common.database_url, args.common.db_max_connections).await?;
+    check_key(&store, &secret).await?;
     let log = KafkaLog::new(&topic, Duration::from_millis(args.ack_timeout_ms))?;
     let accept = issue_coupon::Settings {
         campaign_ttl: Duration::from_millis(100),
@@ -238,6 +242,7 @@ pub async fn run_consumer(
     let topic = args.common.topic();
     kafka::ensure_topic(&topic).await?;
     let store = PgStore::connect(&args.common.database_url, args.common.db_max_connections).await?;
+    check_key(&store, &secret).await?;
     let issue = Arc::new(IssueCoupons::new(
         store.clone(),
         CodeGenerator::new(&secret),
@@ -250,6 +255,22 @@ pub async fn run_consumer(
         session_timeout: Duration::from_millis(args.session_timeout_ms),
     };
     kafka::run_worker(topic, settings, store, issue, shutdown).await?;
+    Ok(())
+}
+
+/// Refuses a node whose key is not the deployment's: the first node to start records
+/// its key's fingerprint in PostgreSQL, every node (producer or consumer) compares.
+async fn check_key(store: &PgStore, secret: &SecretKey) -> Result<(), StartError> {
+    const REMEDY: &str = "every node must run with the deployment's original key \
+        (--secret-key-file or COUPON_SECRET_KEY): restore it on this node";
+    let fingerprint = secret.fingerprint();
+    let database = format!("PostgreSQL database {}", store.database_name().await?);
+    let holds_data = store.holds_data().await?;
+    if store.record_key_fingerprint(&fingerprint).await? {
+        key_fingerprint::log_recorded(&database, &fingerprint, holds_data);
+    }
+    let recorded = store.key_fingerprint().await?;
+    key_fingerprint::check(recorded.as_deref(), &fingerprint, &database, REMEDY)?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! dir (state, log, secret key). Nothing to install.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +12,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::application::{IssueCoupons, issue_coupon};
 use crate::domain::ports::StoreError;
-use crate::domain::{CodeGenerator, TicketSeal};
+use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
+use crate::infra::data_dir::{self, DataDirError, DataDirLock};
 use crate::infra::embedded_log::{self, EmbeddedLog};
+use crate::infra::key_fingerprint::{self, KeyMismatch};
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::infra::sqlite::SqliteStore;
 use crate::interfaces::rpc::server;
+
+/// The data dir's files (besides `data_dir::LOCK_FILE`).
+const STATE_FILE: &str = "coupon.sqlite";
+const LOG_FILE: &str = "log.sqlite";
+const KEY_FILE: &str = "secret.key";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -28,13 +35,12 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot create data dir {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
     #[error(transparent)]
     Secret(#[from] SecretFileError),
+    #[error(transparent)]
+    Key(#[from] KeyMismatch),
     #[error(transparent)]
     Admin(#[from] super::AdminPolicyError),
     #[error(transparent)]
@@ -54,6 +60,8 @@ pub struct Running {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     worker: JoinHandle<()>,
+    /// The data dir's lock, released when this is dropped or the process exits.
+    _lock: DataDirLock,
 }
 
 impl Running {
@@ -84,13 +92,11 @@ impl Running {
 
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin = config.admin.guard_for(config.listen)?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
-    let secret = secret_file::load_or_create(&config.data_dir.join("secret.key"))?;
-    let store = SqliteStore::open(&config.data_dir.join("coupon.sqlite")).await?;
-    let log = EmbeddedLog::open(&config.data_dir.join("log.sqlite")).await?;
+    data_dir::create(&config.data_dir)?;
+    let lock = data_dir::lock(&config.data_dir)?;
+    let store = SqliteStore::open(&config.data_dir.join(STATE_FILE)).await?;
+    let log = EmbeddedLog::open(&config.data_dir.join(LOG_FILE)).await?;
+    let secret = load_key(&config.data_dir, &store, &log)?;
 
     let (app, health) = super::api(
         store.clone(),
@@ -148,5 +154,38 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         shutdown,
         server,
         worker,
+        _lock: lock,
     })
+}
+
+/// The data dir's key, checked against the fingerprints recorded in both files. A key
+/// is created only on a dir that holds no data; a lost or replaced one is refused. Both
+/// files are checked before either records anything, so a refused key leaves no trace.
+fn load_key(dir: &Path, store: &SqliteStore, log: &EmbeddedLog) -> Result<SecretKey, StartError> {
+    const REMEDY: &str = "restore this data dir's original secret.key from your backup \
+        (its data cannot be read with another key)";
+    let holds_data = store.holds_data()? || log.holds_data()?;
+    let secret = secret_file::load_for_data_dir(&dir.join(KEY_FILE), holds_data)?;
+    let fingerprint = secret.fingerprint();
+    let state = dir.join(STATE_FILE).display().to_string();
+    let log_file = dir.join(LOG_FILE).display().to_string();
+    key_fingerprint::check(
+        store.key_fingerprint()?.as_deref(),
+        &fingerprint,
+        &state,
+        REMEDY,
+    )?;
+    key_fingerprint::check(
+        log.key_fingerprint()?.as_deref(),
+        &fingerprint,
+        &log_file,
+        REMEDY,
+    )?;
+    if store.record_key_fingerprint(&fingerprint)? {
+        key_fingerprint::log_recorded(&state, &fingerprint, holds_data);
+    }
+    if log.record_key_fingerprint(&fingerprint)? {
+        key_fingerprint::log_recorded(&log_file, &fingerprint, holds_data);
+    }
+    Ok(secret)
 }

@@ -56,22 +56,21 @@ pub enum AdminPolicyError {
     },
     #[error("the admin token must not be empty")]
     Empty,
+    #[error(
+        "admin token file {path} holds more than one line: put the token alone on its first \
+         line (a trailing newline is fine)"
+    )]
+    MultiLine { path: String },
 }
 
 impl AdminArgs {
     /// The token to require, or none: allowed only on a loopback address (or when the
     /// operator insisted), and said so at start.
     pub fn token_for(&self, listen: SocketAddr) -> Result<Option<AdminToken>, AdminPolicyError> {
-        let token =
-            match (&self.admin_token_file, &self.admin_token) {
-                (Some(path), _) => Some(std::fs::read_to_string(path).map_err(|source| {
-                    AdminPolicyError::File {
-                        path: path.display().to_string(),
-                        source,
-                    }
-                })?),
-                (None, token) => token.clone(),
-            };
+        let token = match (&self.admin_token_file, &self.admin_token) {
+            (Some(path), _) => Some(read_token_file(path)?),
+            (None, token) => token.clone(),
+        };
         match token {
             Some(token) if token.trim().is_empty() => Err(AdminPolicyError::Empty),
             Some(token) => Ok(Some(AdminToken::new(&token))),
@@ -86,6 +85,24 @@ impl AdminArgs {
             None => Err(AdminPolicyError::NoToken(listen)),
         }
     }
+}
+
+/// The token in `path`: one line, a trailing newline allowed. More lines are refused
+/// rather than joined or cut: the operator meant one of them, and we cannot tell which.
+fn read_token_file(path: &std::path::Path) -> Result<String, AdminPolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AdminPolicyError::File {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let line = text
+        .strip_suffix('\n')
+        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+    if line.contains(['\n', '\r']) {
+        return Err(AdminPolicyError::MultiLine {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(line.to_owned())
 }
 
 /// The longest any timeout flag may be (one hour): larger values are refused at start

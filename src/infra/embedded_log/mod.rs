@@ -7,7 +7,7 @@
 
 mod worker;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ pub use worker::run_worker;
 
 use super::event_codec;
 use super::sql_error::{corrupt, sqlite_error, store_error};
-use super::sqlite::{Durability, Readers, open_writer};
+use super::sqlite::{Durability, Readers, create_owner_only, meta, open_writer};
 use crate::domain::log::Appended;
 use crate::domain::ports::{IssueLog, LogError, StoreError};
 use crate::domain::{LogEvent, LogPosition, LogRecord};
@@ -44,6 +44,7 @@ pub struct EmbeddedLog {
     jobs: mpsc::Sender<AppendJob>,
     readers: Arc<Readers>,
     end: watch::Receiver<u64>,
+    path: PathBuf,
 }
 
 /// A record as stored, before decoding.
@@ -57,6 +58,7 @@ impl EmbeddedLog {
     /// Opens (creating if needed) the log at `path` and starts its writer thread, which
     /// stops once every clone of the returned log is dropped.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        create_owner_only(path)?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(store_error)?
             .create_if_missing(true)
@@ -68,7 +70,7 @@ impl EmbeddedLog {
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(store_error)?;
+            .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
         sqlx::migrate!("migrations/sqlite-log")
             .run(&pool)
             .await
@@ -93,7 +95,27 @@ impl EmbeddedLog {
             jobs,
             readers: Readers::new(path),
             end,
+            path: path.to_owned(),
         })
+    }
+
+    /// Whether the log holds a record (or a recorded key fingerprint). Blocking, like
+    /// the next two: they run once, at start.
+    pub fn holds_data(&self) -> Result<bool, StoreError> {
+        if *self.end.borrow() > 0 {
+            return Ok(true);
+        }
+        meta::holds_data(&self.path, "SELECT EXISTS (SELECT 1 FROM log_records)")
+    }
+
+    /// The fingerprint of the key the log's requests were accepted with.
+    pub fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        meta::key_fingerprint(&self.path)
+    }
+
+    /// Records the key's fingerprint unless one is; true when it was recorded now.
+    pub fn record_key_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
+        meta::record_key_fingerprint(&self.path, fingerprint)
     }
 
     /// Up to `limit` records from `offset` on, in order. Rows are stepped on the blocking

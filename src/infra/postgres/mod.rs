@@ -2,6 +2,7 @@
 //! decided offset of every log partition, shared by any number of API nodes and workers.
 
 mod issuance;
+mod meta;
 mod repositories;
 
 use std::time::Duration;

@@ -2,10 +2,11 @@
 //! decided offset, in one WAL-mode file.
 
 mod issuance;
+pub(crate) mod meta;
 mod readers;
 mod repositories;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     readers: std::sync::Arc<readers::Readers>,
     writer: std::sync::mpsc::Sender<issuance::Session>,
+    path: PathBuf,
 }
 
 impl SqliteStore {
@@ -45,6 +47,7 @@ impl SqliteStore {
     /// a power loss can only roll back the latest decisions *together with* the offset
     /// that covers them, so they are decided again, identically, from the durable log.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        create_owner_only(path)?;
         let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
             .map_err(store_error)?
             .create_if_missing(true)
@@ -56,7 +59,7 @@ impl SqliteStore {
             .max_connections(8)
             .connect_with(options)
             .await
-            .map_err(store_error)?;
+            .map_err(|e| StoreError::Unavailable(format!("opening {}: {e}", path.display())))?;
         sqlx::migrate!("migrations/sqlite")
             .run(&pool)
             .await
@@ -66,8 +69,60 @@ impl SqliteStore {
             pool,
             readers: readers::Readers::new(path),
             writer,
+            path: path.to_owned(),
         })
     }
+
+    /// Whether the state holds anything decided (or a recorded key fingerprint).
+    /// Blocking, like the next two: they run once, at start.
+    pub fn holds_data(&self) -> Result<bool, StoreError> {
+        const SQL: &str = "SELECT EXISTS (SELECT 1 FROM campaigns) \
+             OR EXISTS (SELECT 1 FROM partition_offsets WHERE next_offset > 0)";
+        meta::holds_data(&self.path, SQL)
+    }
+
+    /// The fingerprint of the key the state was decided with (`infra::key_fingerprint`).
+    pub fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        meta::key_fingerprint(&self.path)
+    }
+
+    /// Records the key's fingerprint unless one is; true when it was recorded now.
+    pub fn record_key_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
+        meta::record_key_fingerprint(&self.path, fingerprint)
+    }
+}
+
+/// Creates the SQLite file at `path` (if missing) readable by its owner only, and takes
+/// group/other access from an existing one and its `-wal`/`-shm` files (made by an earlier
+/// version). SQLite creates a database with mode 0644 less the umask, but gives a new
+/// `-wal` and `-shm` file the mode of its database file (os_unix.c, `findCreateFileMode`
+/// and `unixOpenSharedMemory`): so a database created here with 0600 keeps all three
+/// private, whatever the umask, and no process-wide umask change is needed. An empty
+/// file is a valid empty database.
+pub(crate) fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map_err(|e| {
+        StoreError::Unavailable(format!("cannot create or open {}: {e}", path.display()))
+    })?;
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot make {} owner-only: {e}",
+                    Path::new(&file).display()
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn to_millis(t: DateTime<Utc>) -> i64 {

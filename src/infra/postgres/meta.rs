@@ -1,0 +1,51 @@
+//! The `meta` table of the deployment's database: facts about its data, today the
+//! fingerprint of the key every node must share. The first node to start records it;
+//! every node, producer or consumer, compares it at start.
+
+use super::PgStore;
+use crate::domain::ports::StoreError;
+use crate::infra::key_fingerprint::META_NAME;
+use crate::infra::sql_error::store_error;
+
+impl PgStore {
+    /// The fingerprint of the deployment's key (`infra::key_fingerprint`), if recorded.
+    pub async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
+            .bind(META_NAME)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Records the key's fingerprint unless one is; true when it was recorded now. With
+    /// many nodes starting at once one insert wins; every node then reads what won.
+    pub async fn record_key_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(META_NAME)
+        .bind(fingerprint)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// Whether any campaign is stored: a database of an earlier version that adopts
+    /// the key of the first node to start is logged as such.
+    pub async fn holds_data(&self) -> Result<bool, StoreError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM campaigns)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+
+    /// The database's name, to name it in errors without the URL's password.
+    pub async fn database_name(&self) -> Result<String, StoreError> {
+        sqlx::query_scalar("SELECT current_database()::text")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)
+    }
+}

@@ -1,0 +1,125 @@
+//! Every distributed node checks the key fingerprint recorded in PostgreSQL (issue 20:
+//! "a consumer with another secret key runs silently"; issue 11 defect 4): the first
+//! nodes record their key's, and a consumer or producer started with another key on the
+//! same database exits at once with a clear error, while the deployment keeps serving.
+
+mod common;
+
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use chrono::TimeDelta;
+use common::cluster::{Cluster, binary};
+use common::connect::rfc3339_in;
+use common::pg;
+use common::process::{Proc, free_port};
+
+/// Waits for the process to exit by itself; `None` if it is still running at the limit.
+async fn exit_within(proc: &mut Proc, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = proc.child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// Asserts that the process exits non-zero within a minute, saying why in its log.
+async fn assert_refused(mut proc: Proc, cluster: &Cluster, name: &str) {
+    let status = exit_within(&mut proc, Duration::from_secs(60)).await;
+    let log =
+        std::fs::read_to_string(cluster.dir.path().join(format!("{name}.log"))).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("{name} kept running with another key:\n{log}"));
+    assert!(!status.success(), "{name} exited {status}:\n{log}");
+    assert!(
+        log.contains("does not match")
+            && log.contains("PostgreSQL database coupon_test_")
+            && log.contains("fingerprint")
+            && log.contains("restore"),
+        "{name} says which database and what to do:\n{log}"
+    );
+}
+
+/// The same deployment (database, topic, group) as seen by a node given another key.
+fn with_other_key(cluster: &Cluster) -> Cluster {
+    Cluster {
+        dir: tempfile::tempdir().expect("dir"),
+        brokers: cluster.brokers.clone(),
+        database_url: cluster.database_url.clone(),
+        topic: cluster.topic.clone(),
+        group: cluster.group.clone(),
+        secret_hex: hex::encode(rand::random::<[u8; 32]>()),
+        partitions: cluster.partitions,
+    }
+}
+
+/// A producer that is not waited for (it is expected to refuse to start).
+fn spawn_producer(cluster: &Cluster, name: &str) -> Proc {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let partitions = cluster.partitions.to_string();
+    let args = [
+        "--listen",
+        &listen,
+        "--kafka-brokers",
+        &cluster.brokers,
+        "--database-url",
+        &cluster.database_url,
+        "--topic",
+        &cluster.topic,
+        "--partitions",
+        &partitions,
+        "--secret-key",
+        &cluster.secret_hex,
+    ];
+    let log = cluster.dir.path().join(format!("{name}.log"));
+    Proc::spawn(binary("producer").to_str().expect("utf8"), &args, &log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_another_key_than_the_deployments_refuse_to_start() {
+    let Some(cluster) = Cluster::new(2).await else {
+        return;
+    };
+    let producer = cluster.producer("producer", &[]).await;
+    let mut consumer = cluster.consumer("consumer");
+    let client = &producer.client;
+    let campaign = client
+        .create_campaign("keyed", 5, &rfc3339_in(TimeDelta::zero()))
+        .await
+        .expect("create");
+    let id = campaign["id"].as_str().expect("id").to_owned();
+    let ticket = client.issue(&id, "alice").await.expect("issue")["ticketId"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let decided = client.await_one(&ticket, Duration::from_secs(60)).await;
+    assert_eq!(decided["status"], "ISSUE_STATUS_ISSUED", "{decided}");
+
+    let other = with_other_key(&cluster);
+    assert_refused(other.consumer("other-consumer"), &other, "other-consumer").await;
+    assert_refused(
+        spawn_producer(&other, "other-producer"),
+        &other,
+        "other-producer",
+    )
+    .await;
+
+    // The deployment never noticed; a node with its key still joins.
+    assert!(consumer.child.try_wait().expect("try_wait").is_none());
+    let second = cluster.producer("second-producer", &[]).await;
+    let repeat = second.client.issue(&id, "alice").await.expect("issue")["ticketId"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let repeat = second
+        .client
+        .await_one(&repeat, Duration::from_secs(60))
+        .await;
+    assert_eq!(repeat["status"], "ISSUE_STATUS_ALREADY_ISSUED", "{repeat}");
+    assert_eq!(repeat["coupon"]["code"], decided["coupon"]["code"]);
+
+    drop((producer, second, consumer));
+    pg::drop_database(&cluster.database_url).await;
+}
