@@ -9,3 +9,4 @@ pub mod flood;
 pub mod model;
 pub mod pg;
 pub mod process;
+pub mod traffic;
