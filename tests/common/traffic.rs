@@ -75,6 +75,22 @@ pub struct Answers {
     /// (ticket, campaign, user) of every accepted request.
     pub accepted: Vec<(String, String, String)>,
     pub refused: Vec<RpcError>,
+    /// When the log appended each accepted request (its `acceptedAt`).
+    pub appended_at: Vec<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Answers {
+    /// The longest time the log appended none of these requests, and when it ended:
+    /// decisions cannot move faster than appends.
+    pub fn longest_append_gap(&self) -> (Duration, Option<chrono::DateTime<chrono::Utc>>) {
+        let mut times = self.appended_at.clone();
+        times.sort();
+        times
+            .windows(2)
+            .map(|w| ((w[1] - w[0]).to_std().unwrap_or_default(), Some(w[1])))
+            .max()
+            .unwrap_or_default()
+    }
 }
 
 /// `senders` loops, each sending one IssueCoupon every `pause` (after its answer), over
@@ -104,11 +120,16 @@ impl Traffic {
                         let id = &ids[n % ids.len()];
                         let user = format!("user-{}", (n * 7919) % users);
                         match client.issue(id, &user).await {
-                            Ok(r) => answers.accepted.push((
-                                r["ticketId"].as_str().expect("ticket").to_owned(),
-                                id.clone(),
-                                user,
-                            )),
+                            Ok(r) => {
+                                answers.accepted.push((
+                                    r["ticketId"].as_str().expect("ticket").to_owned(),
+                                    id.clone(),
+                                    user,
+                                ));
+                                if let Some(at) = r["acceptedAt"].as_str() {
+                                    answers.appended_at.push(at.parse().expect("time"));
+                                }
+                            }
                             Err(e) => answers.refused.push(e),
                         }
                         n += senders;
@@ -128,6 +149,7 @@ impl Traffic {
             let answers = task.await.expect("traffic task");
             all.accepted.extend(answers.accepted);
             all.refused.extend(answers.refused);
+            all.appended_at.extend(answers.appended_at);
         }
         all
     }
