@@ -181,9 +181,13 @@ async fn locked_partitions(pool: &PgPool) -> BTreeSet<i64> {
     locked.unwrap_or_default()
 }
 
-/// Waits until the frozen worker's session is gone; how long that took.
-async fn await_session_end(pool: &PgPool, backend: i32, limit: Duration) -> Duration {
-    let started = Instant::now();
+/// Waits until the frozen worker's session is gone; how long after `started`.
+async fn await_session_end(
+    pool: &PgPool,
+    backend: i32,
+    started: Instant,
+    limit: Duration,
+) -> Duration {
     loop {
         let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
             .bind(backend)
@@ -309,17 +313,17 @@ async fn frozen_worker_run(zombie_flags: &[&str], hold: Duration) -> Option<Free
     let frozen = freeze_inside_transaction(&pool, &zombie).await;
     let frozen_at = Instant::now();
     let mut watch = ProgressWatch::start(&pool).await;
+    let session_end = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            await_session_end(&pool, frozen.backend, frozen_at, Duration::from_secs(60)).await
+        })
+    };
     let others = deciding_now(&survivor).await;
     assert!(
         !others.is_empty() && !others.contains(&frozen.partition),
         "{others:?}"
     );
-    let session_end = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            await_session_end(&pool, frozen.backend, Duration::from_secs(60)).await
-        })
-    };
     watch
         .run_until(&pool, Duration::from_millis(25), hold, |_| false)
         .await;
