@@ -9,7 +9,7 @@
 //!
 //! Rebalancing is cooperative (`cooperative-sticky`): a rebalance revokes and assigns
 //! only the partitions that change owner, and the others keep being decided meanwhile
-//! (eager rebalancing paused every partition of the group for 2–4 s each time).
+//! (eager rebalancing revoked and re-seeded every partition of the group each time).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
