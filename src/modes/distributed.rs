@@ -18,7 +18,7 @@ use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::kafka::{self, KafkaLog, KafkaSetupError, TopicSettings, WorkerSettings};
 use crate::infra::key_fingerprint::{self, KeyMismatch};
 use crate::infra::metrics;
-use crate::infra::postgres::PgStore;
+use crate::infra::postgres::{PgStore, SessionLimits};
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::infra::telemetry::LogFormat;
 use crate::interfaces::rpc::server;
@@ -109,6 +109,30 @@ pub struct ConsumerArgs {
     #[arg(long, env = "COUPON_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// PostgreSQL ends this worker's transaction (and session) when it sits idle this
+    /// long inside it: a frozen worker's row lock, which its partition's next owner
+    /// waits for, lasts no longer. Keep it at or below the session timeout.
+    #[arg(long, env = "COUPON_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", default_value_t = 3_000,
+        value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub db_idle_in_transaction_timeout_ms: u64,
+
+    /// Longest wait for a row lock (another worker's batch of the same partition);
+    /// the batch is then retried.
+    #[arg(long, env = "COUPON_DB_LOCK_TIMEOUT_MS", default_value_t = 3_000,
+        value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub db_lock_timeout_ms: u64,
+
+    /// Longest statement of a decision batch; the batch is then retried.
+    #[arg(long, env = "COUPON_DB_STATEMENT_TIMEOUT_MS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub db_statement_timeout_ms: u64,
+
+    /// Seconds of silence before PostgreSQL probes this worker's connection (3 probes
+    /// 1 s apart), so a vanished host's session and locks go away.
+    #[arg(long, env = "COUPON_DB_KEEPALIVE_IDLE_S", default_value_t = 5,
+        value_parser = clap::value_parser!(u64).range(1..=7_200))]
+    pub db_keepalive_idle_s: u64,
+
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -159,6 +183,17 @@ impl CommonArgs {
             topic: self.topic.clone(),
             partitions: self.partitions,
             replication_factor: self.replication_factor,
+        }
+    }
+}
+
+impl ConsumerArgs {
+    fn session_limits(&self) -> SessionLimits {
+        SessionLimits {
+            statement: Duration::from_millis(self.db_statement_timeout_ms),
+            lock: Duration::from_millis(self.db_lock_timeout_ms),
+            idle_in_transaction: Duration::from_millis(self.db_idle_in_transaction_timeout_ms),
+            keepalive_idle: Duration::from_secs(self.db_keepalive_idle_s),
         }
     }
 }
@@ -241,7 +276,14 @@ pub async fn run_consumer(
     let secret = args.common.secret()?;
     let topic = args.common.topic();
     kafka::ensure_topic(&topic).await?;
-    let store = PgStore::connect(&args.common.database_url, args.common.db_max_connections).await?;
+    let store = PgStore::connect_worker(
+        &args.common.database_url,
+        args.common.db_max_connections,
+        // The pid tells this worker's sessions apart in `pg_stat_activity`.
+        &format!("coupon-consumer-{}", std::process::id()),
+        &args.session_limits(),
+    )
+    .await?;
     check_key(&store, &secret).await?;
     let issue = Arc::new(IssueCoupons::new(
         store.clone(),

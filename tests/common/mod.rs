@@ -10,3 +10,4 @@ pub mod flood;
 pub mod model;
 pub mod pg;
 pub mod process;
+pub mod traffic;

@@ -46,6 +46,11 @@ impl Proc {
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
+
+    /// SIGSTOP freezes it, SIGCONT resumes it, SIGTERM asks it to stop.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal");
+    }
 }
 
 impl Drop for Proc {

@@ -4,6 +4,7 @@
 //! that one clock decides whether a request came before a campaign's start.
 
 mod log;
+mod partition;
 mod worker;
 
 use std::time::Duration;
