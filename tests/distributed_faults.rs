@@ -243,7 +243,18 @@ async fn a_frozen_broker_never_makes_an_accepted_request_look_refused() {
     let answers: Answers = Arc::default();
     let stop = Arc::new(Mutex::new(false));
     let tasks = flood(&client, &id, &answers, &stop);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Freeze the broker with the campaign a quarter sold, requests in flight.
+    let accepted = || {
+        answers
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|a| a.is_ok())
+            .count()
+    };
+    while accepted() < 50 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     services("pause-kafka");
     tokio::time::sleep(Duration::from_secs(5)).await;
     services("resume-kafka");
@@ -279,7 +290,20 @@ async fn a_frozen_broker_never_makes_an_accepted_request_look_refused() {
         .filter(|(_, a)| matches!(a, Err(e) if e.reason.as_deref() == Some("OUTCOME_UNKNOWN")))
         .map(|(user, _)| user)
         .collect();
-    assert!(!unknown.is_empty(), "the freeze left requests unconfirmed");
+    let mut by_reason: HashMap<String, usize> = HashMap::new();
+    for answer in answers.values() {
+        let key = match answer {
+            Ok(_) => "ticket".to_owned(),
+            Err(e) => format!("{}/{}", e.code, e.reason.clone().unwrap_or_default()),
+        };
+        *by_reason.entry(key).or_default() += 1;
+    }
+    eprintln!("answers during the freeze test: {by_reason:?}");
+    assert!(
+        !unknown.is_empty(),
+        "the freeze left requests unconfirmed: {by_reason:?}\n{}",
+        cluster.logs()
+    );
     for (user, answer) in &answers {
         if let Err(error) = answer
             && holders.contains_key(user)
@@ -325,9 +349,10 @@ async fn a_campaign_created_while_postgres_is_down_exists_once_and_retries_are_i
     let producer = cluster.producer("producer", &[]).await;
     let _consumer = cluster.consumer("consumer");
     let client = producer.client.clone();
+    let starts_at = rfc3339_in(TimeDelta::zero());
     let create = |name: &str, total: i64, key: &str| {
         let body = serde_json::json!({"name": name, "totalCoupons": total,
-            "startsAt": rfc3339_in(TimeDelta::zero()), "requestId": key});
+            "startsAt": starts_at, "requestId": key});
         let client = client.clone();
         async move {
             client
