@@ -144,6 +144,12 @@ async fn sigterm_is_prompt_with_idle_connections_of_both_protocols() {
     for _ in 0..5 {
         h2.push(H2Client::connect(node.addr).await);
     }
+    // And clients that never answer anything, not even the server's GOAWAY.
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(common::attack::h2_silent_connection(node.addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // HTTP/1.1 connections kept alive after a request.
     let mut h1 = Vec::new();
     for _ in 0..5 {

@@ -110,3 +110,15 @@ fn complete_response(bytes: &[u8]) -> bool {
         })
         .is_some_and(|length| body.len() >= length)
 }
+
+/// An HTTP/2 connection from a client that sends the preface and its settings, then
+/// neither reads nor writes again: it never acknowledges a PING or a GOAWAY.
+pub async fn h2_silent_connection(addr: SocketAddr) -> TcpStream {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    const SETTINGS: [u8; 9] = [0, 0, 0, 4, 0, 0, 0, 0, 0];
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(PREFACE).await.expect("preface");
+    stream.write_all(&SETTINGS).await.expect("settings");
+    stream
+}
