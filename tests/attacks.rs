@@ -525,3 +525,32 @@ async fn a_retried_creation_with_a_request_id_makes_one_campaign() {
         .expect_err("control characters");
     assert_eq!(bad.metadata["field"], "request_id");
 }
+
+#[test]
+fn out_of_range_flags_are_refused_at_start_naming_the_flag() {
+    let producer = common::cluster::binary("producer");
+    let cases: [(&str, &str); 5] = [
+        (&binary(), "--request-timeout-ms=99999999999999"),
+        (&binary(), "--queue-timeout-ms=-1"),
+        (
+            path_of(&producer),
+            "--clock-skew-allowance-ms=9223372036854775807",
+        ),
+        (path_of(&producer), "--clock-skew-allowance-ms=-500"),
+        (path_of(&producer), "--ack-timeout-ms=0"),
+    ];
+    for (program, arg) in cases {
+        let output = std::process::Command::new(program)
+            .arg(arg)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{arg} accepted");
+        let flag = arg.split('=').next().unwrap_or(arg);
+        assert!(stderr.contains(flag), "{arg}: {stderr}");
+    }
+}
+
+fn path_of(p: &std::path::Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}

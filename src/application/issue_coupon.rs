@@ -67,7 +67,11 @@ impl<R: CampaignRepository, L: IssueLog> IssueCoupon<R, L> {
             .get(input.campaign_id)
             .await?
             .ok_or(Error::NotFound(input.campaign_id))?;
-        if Utc::now() + self.clock_skew_allowance < campaign.starts_at {
+        // Checked: an absurd allowance must refuse nothing rather than panic.
+        let latest_clock = Utc::now()
+            .checked_add_signed(self.clock_skew_allowance)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if latest_clock < campaign.starts_at {
             return Err(Error::NotStarted {
                 starts_at: campaign.starts_at,
             });

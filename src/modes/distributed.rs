@@ -44,11 +44,13 @@ pub struct CommonArgs {
 
     /// Partitions of the topic when this node has to create it. Campaigns are spread
     /// over partitions; one partition is decided by one consumer at a time.
-    #[arg(long, env = "COUPON_PARTITIONS", default_value_t = 16)]
+    #[arg(long, env = "COUPON_PARTITIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub partitions: i32,
 
     /// Replication factor of the topic when this node has to create it.
-    #[arg(long, env = "COUPON_REPLICATION_FACTOR", default_value_t = 1)]
+    #[arg(long, env = "COUPON_REPLICATION_FACTOR", default_value_t = 1,
+          value_parser = clap::value_parser!(i32).range(1..=100))]
     pub replication_factor: i32,
 
     /// File holding the deployment's secret key (64 hex characters). Every node must
@@ -61,7 +63,8 @@ pub struct CommonArgs {
     pub secret_key: Option<String>,
 
     /// Most database connections this node opens.
-    #[arg(long, env = "COUPON_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "COUPON_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub db_max_connections: u32,
 
     /// Log format on stderr; RUST_LOG sets the level (default info).
@@ -77,12 +80,14 @@ pub struct ProducerArgs {
 
     /// How long IssueCoupon waits for the broker's acknowledgement before answering
     /// `unavailable`.
-    #[arg(long, env = "COUPON_ACK_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "COUPON_ACK_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..=super::MAX_TIMEOUT_MS))]
     pub ack_timeout_ms: u64,
 
     /// Requests earlier than the start by more than this (by this node's clock) are
     /// refused at once; closer ones go to the log, whose append clock decides.
-    #[arg(long, env = "COUPON_CLOCK_SKEW_ALLOWANCE_MS", default_value_t = 500)]
+    #[arg(long, env = "COUPON_CLOCK_SKEW_ALLOWANCE_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(i64).range(0..=super::MAX_TIMEOUT_MS as i64))]
     pub clock_skew_allowance_ms: i64,
 
     #[command(flatten)]
@@ -102,7 +107,8 @@ pub struct ConsumerArgs {
     pub group: String,
 
     /// How long a silent worker keeps its partitions before the group moves them.
-    #[arg(long, env = "COUPON_SESSION_TIMEOUT_MS", default_value_t = 6_000)]
+    #[arg(long, env = "COUPON_SESSION_TIMEOUT_MS", default_value_t = 6_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=super::MAX_TIMEOUT_MS))]
     pub session_timeout_ms: u64,
 
     /// Serve Prometheus metrics (`GET /metrics`) on this address; off when unset.
