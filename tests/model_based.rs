@@ -390,8 +390,9 @@ struct Case {
     polls: Vec<(TicketId, Seen)>,
     looks: Vec<Look>,
     sold_out: Vec<SoldOutRefusal>,
-    /// Tickets handed back to their holder by a repeat after the sell-out.
-    handed_back: Vec<TicketId>,
+    /// Tickets handed back to their holder by a repeat after the sell-out: the ticket,
+    /// and the campaign and user that asked.
+    handed_back: Vec<(TicketId, CampaignId, UserId)>,
     /// What the history exercised, so a run can show it covered each path.
     tally: Tally,
 }
@@ -638,16 +639,20 @@ impl Case {
                 let id = seal
                     .open(&out.ticket)
                     .map_err(|e| fail("an accepted ticket does not open", e))?;
-                if let Some(first) = self.tickets.iter().find(|t| t.id == id) {
-                    // After the sell-out a holder's repeat gets the winning ticket back.
-                    ensure!(
-                        first.campaign == campaign && first.user == user(u),
-                        "ticket {id} of {} handed to {}",
-                        first.user,
-                        user(u)
-                    );
+                let appended_now = self
+                    .appends
+                    .lock()
+                    .expect("recording lock")
+                    .acknowledged
+                    .iter()
+                    .any(|(event, _)| {
+                        matches!(event, LogEvent::IssueRequested { ticket_id, .. } if *ticket_id == id)
+                    });
+                if !appended_now || self.tickets.iter().any(|t| t.id == id) {
+                    // After the sell-out a holder's repeat gets the winning ticket back
+                    // (whose first answer may have died with a process).
                     count(&mut self.tally, "sold out: winning ticket handed back");
-                    self.handed_back.push(id);
+                    self.handed_back.push((id, campaign, user(u)));
                     self.sold_out.push(SoldOutRefusal {
                         campaign,
                         log_end: u64::MAX,
@@ -1078,10 +1083,22 @@ impl Case {
                 );
             }
         }
-        for id in &self.handed_back {
+        for (id, campaign, user) in self.handed_back.clone() {
             ensure!(
-                matches!(outcome.tickets.get(id), Some(Expected::Issued { .. })),
+                matches!(outcome.tickets.get(&id), Some(Expected::Issued { .. })),
                 "ticket {id} handed back after the sell-out did not win a coupon"
+            );
+            let sealed = TicketSeal::new(&self.secret).seal(id);
+            let Seen::Decided {
+                coupon: Some(coupon),
+                ..
+            } = self.poll(&sealed).await?
+            else {
+                return Err(format!("ticket {id} handed back without its coupon"));
+            };
+            ensure!(
+                coupon.user_id == user && coupon.campaign_id == campaign,
+                "ticket {id} handed back to {user} points at {coupon:?}"
             );
         }
         Ok(())
