@@ -263,6 +263,49 @@ mod tests {
     }
 
     #[test]
+    fn the_earliest_creation_in_the_log_defines_a_campaign_whatever_was_stored_first() {
+        // A retried creation appended one campaign twice (offsets 3 and 7), and an API
+        // node stored the later record first: deciding the earlier one must give the
+        // codes a replay of the log from scratch gives.
+        let codes = CodeGenerator::new(&SecretKey::generate());
+        let start = now_ms();
+        let earliest = campaign(2, start, 3);
+        let later = Campaign {
+            origin: LogPosition {
+                partition: 0,
+                offset: 7,
+            },
+            ..earliest.clone()
+        };
+        let mut stored_later_first = CampaignLedger::new(&codes);
+        stored_later_first.add_campaign(later.clone());
+        stored_later_first.add_created(earliest.clone());
+        stored_later_first.add_created(later.clone());
+        let mut replayed = CampaignLedger::new(&codes);
+        replayed.add_created(earliest.clone());
+        replayed.add_created(later);
+        let r = request(&earliest, "u", 8, start);
+        assert_eq!(
+            stored_later_first.decide(&r).unwrap(),
+            replayed.decide(&r).unwrap()
+        );
+        // Once a coupon is out, the campaign is settled.
+        let mut issued = earliest.clone();
+        issued.issued_coupons = 1;
+        let mut settled = CampaignLedger::new(&codes);
+        settled.add_campaign(issued.clone());
+        settled.add_created(Campaign {
+            issued_coupons: 0,
+            origin: LogPosition {
+                partition: 0,
+                offset: 1,
+            },
+            ..issued.clone()
+        });
+        assert_eq!(settled.campaign(&issued.id), Some(&issued));
+    }
+
+    #[test]
     fn holders_loaded_from_storage_count_as_already_issued() {
         let codes = CodeGenerator::new(&SecretKey::generate());
         let start = now_ms();

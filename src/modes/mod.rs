@@ -64,6 +64,15 @@ pub enum AdminPolicyError {
 }
 
 impl AdminArgs {
+    /// Who may call `CampaignService` on a node listening on `listen`.
+    pub fn guard_for(&self, listen: SocketAddr) -> Result<AdminGuard, AdminPolicyError> {
+        Ok(match self.token_for(listen)? {
+            Some(token) => AdminGuard::Token(token),
+            None if listen.ip().is_loopback() => AdminGuard::LoopbackOnly,
+            None => AdminGuard::Open,
+        })
+    }
+
     /// The token to require, or none: allowed only on a loopback address (or when the
     /// operator insisted), and said so at start.
     pub fn token_for(&self, listen: SocketAddr) -> Result<Option<AdminToken>, AdminPolicyError> {
@@ -108,17 +117,6 @@ fn read_token_file(path: &std::path::Path) -> Result<String, AdminPolicyError> {
 /// The longest any timeout flag may be (one hour): larger values are refused at start
 /// instead of overflowing time arithmetic later.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
-
-impl AdminArgs {
-    /// Who may call `CampaignService` on a node listening on `listen`.
-    pub fn guard_for(&self, listen: SocketAddr) -> Result<AdminGuard, AdminPolicyError> {
-        Ok(match self.token_for(listen)? {
-            Some(token) => AdminGuard::Token(token),
-            None if listen.ip().is_loopback() => AdminGuard::LoopbackOnly,
-            None => AdminGuard::Open,
-        })
-    }
-}
 
 /// What one API node lets its clients hold (both API binaries take these flags).
 #[derive(clap::Args, Debug, Clone)]

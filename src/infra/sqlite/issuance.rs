@@ -384,4 +384,40 @@ mod tests {
         assert_eq!(stored.map(|c| c.issued_coupons), Some(1));
         Ok(())
     }
+
+    #[tokio::test]
+    async fn a_stored_campaign_moves_to_its_earliest_creation_record() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("state.sqlite")).await?;
+        let new = NewCampaign::new(
+            CampaignName::parse("t")?,
+            TotalCoupons::parse(5)?,
+            Utc::now(),
+        );
+        let at = |offset| {
+            new.clone().placed_at(LogPosition {
+                partition: 0,
+                offset,
+            })
+        };
+        // An API node stored a retried creation's later record (offset 7) first.
+        store.insert_campaign(&at(7)).await?;
+        // A batch from offset `from` to `next` that decides the creation at `offset`.
+        let decide = |from, offset, next| {
+            let changes = BatchChanges {
+                new_campaigns: vec![at(offset)],
+                ..BatchChanges::default()
+            };
+            let store = store.clone();
+            async move { store.begin(0, from, next).await?.commit(changes).await }
+        };
+        decide(0, 3, 4).await?;
+        let origin = |c: Option<Campaign>| c.map(|c| c.origin.offset);
+        assert_eq!(origin(store.find_campaign(new.id).await?), Some(3));
+        // A later record of the same campaign changes nothing.
+        decide(4, 7, 8).await?;
+        store.insert_campaign(&at(9)).await?;
+        assert_eq!(origin(store.find_campaign(new.id).await?), Some(3));
+        Ok(())
+    }
 }

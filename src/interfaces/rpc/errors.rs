@@ -113,7 +113,7 @@ pub fn malformed_body(detail: &str) -> ConnectError {
 pub fn request_timed_out() -> ConnectError {
     ConnectError::new(
         ErrorCode::DeadlineExceeded,
-        "the request took longer than the server allows; if it was IssueCoupon it may have been accepted: retry, a repeat is answered ALREADY_ISSUED",
+        "the request took longer than the server allows; if it was IssueCoupon it may have been accepted: retry, a retry is answered with your ticket or your coupon",
     )
 }
 
