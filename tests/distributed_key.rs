@@ -2,6 +2,8 @@
 //! "a consumer with another secret key runs silently"; issue 11 defect 4): the first
 //! nodes record their key's, and a consumer or producer started with another key on the
 //! same database exits at once with a clear error, while the deployment keeps serving.
+//! The topic's campaign records carry the fingerprint too: a worker rebuilding from the
+//! log with another key into an empty database stops before deciding anything.
 
 mod common;
 
@@ -13,6 +15,7 @@ use common::cluster::{Cluster, binary};
 use common::connect::rfc3339_in;
 use common::pg;
 use common::process::{Proc, free_port};
+use sqlx::Connection;
 
 /// Waits for the process to exit by itself; `None` if it is still running at the limit.
 async fn exit_within(proc: &mut Proc, limit: Duration) -> Option<ExitStatus> {
@@ -121,5 +124,61 @@ async fn nodes_with_another_key_than_the_deployments_refuse_to_start() {
     assert_eq!(repeat["coupon"]["code"], decided["coupon"]["code"]);
 
     drop((producer, second, consumer));
+    pg::drop_database(&cluster.database_url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_from_the_topic_with_another_key_decides_nothing() {
+    let Some(cluster) = Cluster::new(1).await else {
+        return;
+    };
+    let producer = cluster.producer("producer", &[]).await;
+    let consumer = cluster.consumer("consumer");
+    let campaign = producer
+        .client
+        .create_campaign("stamped", 5, &rfc3339_in(TimeDelta::zero()))
+        .await
+        .expect("create");
+    let id = campaign["id"].as_str().expect("id").to_owned();
+    let ticket = producer.client.issue(&id, "bob").await.expect("issue")["ticketId"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let decided = producer
+        .client
+        .await_one(&ticket, Duration::from_secs(60))
+        .await;
+    assert_eq!(decided["status"], "ISSUE_STATUS_ISSUED", "{decided}");
+
+    // An empty database accepts any key; only the topic knows the deployment's.
+    let empty = pg::fresh_database().await.expect("database");
+    let other = with_other_key(&cluster);
+    let mut rebuild = other.consumer_on("rebuild", &empty, "rebuild-group");
+    let status = exit_within(&mut rebuild, Duration::from_secs(60)).await;
+    let log = std::fs::read_to_string(other.dir.path().join("rebuild.log")).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("the rebuild kept running:\n{log}"));
+    assert!(!status.success(), "rebuild exited {status}:\n{log}");
+    assert!(
+        log.contains("does not match")
+            && log.contains(&format!(
+                "campaign record at offset 0 of partition 0 of topic {}",
+                cluster.topic
+            ))
+            && log.contains("restore"),
+        "the rebuild says which record and what to do:\n{log}"
+    );
+    let mut conn = sqlx::PgConnection::connect(&empty).await.expect("connect");
+    for table in ["campaigns", "ticket_results", "coupons"] {
+        let rows: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .expect("count");
+        assert_eq!(rows, 0, "{table} got rows decided with the wrong key");
+    }
+    let _ = conn.close().await;
+
+    drop((producer, consumer));
+    pg::drop_database(&empty).await;
     pg::drop_database(&cluster.database_url).await;
 }

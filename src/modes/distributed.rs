@@ -165,6 +165,8 @@ pub enum StartError {
     Kafka(#[from] KafkaSetupError),
     #[error("kafka client: {0}")]
     KafkaClient(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Worker(#[from] kafka::WorkerError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -230,7 +232,11 @@ pub async fn start_producer(
     kafka::ensure_topic(&topic).await?;
     let store = PgStore::connect(&args.common.database_url, args.common.db_max_connections).await?;
     check_key(&store, &secret).await?;
-    let log = KafkaLog::new(&topic, Duration::from_millis(args.ack_timeout_ms))?;
+    let log = KafkaLog::new(
+        &topic,
+        Duration::from_millis(args.ack_timeout_ms),
+        &secret.fingerprint(),
+    )?;
     let accept = issue_coupon::Settings {
         campaign_ttl: Duration::from_millis(100),
         clock_skew_allowance: TimeDelta::milliseconds(args.clock_skew_allowance_ms),
@@ -301,6 +307,7 @@ pub async fn run_consumer(
     let settings = WorkerSettings {
         group: args.group,
         session_timeout: Duration::from_millis(args.session_timeout_ms),
+        key_fingerprint: secret.fingerprint(),
     };
     kafka::run_worker(topic, settings, store, issue, shutdown).await?;
     Ok(())

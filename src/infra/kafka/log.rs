@@ -19,12 +19,18 @@ use crate::infra::event_codec;
 pub struct KafkaLog {
     producer: FutureProducer,
     topic: String,
+    /// Stamped on campaign records (see `event_codec`).
+    key_fingerprint: std::sync::Arc<str>,
 }
 
 impl KafkaLog {
     /// `ack_timeout` bounds how long a request waits for the broker before the caller
-    /// is told `unavailable`.
-    pub fn new(settings: &TopicSettings, ack_timeout: Duration) -> Result<Self, KafkaError> {
+    /// is told `unavailable`; `key_fingerprint` is the node's key's.
+    pub fn new(
+        settings: &TopicSettings,
+        ack_timeout: Duration,
+        key_fingerprint: &str,
+    ) -> Result<Self, KafkaError> {
         let producer = client_config(&settings.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -38,6 +44,7 @@ impl KafkaLog {
         Ok(Self {
             producer,
             topic: settings.topic.clone(),
+            key_fingerprint: key_fingerprint.into(),
         })
     }
 }
@@ -65,7 +72,7 @@ impl KafkaLog {
 impl IssueLog for KafkaLog {
     async fn append(&self, event: LogEvent) -> Result<Appended, LogError> {
         let key = event.campaign_id().as_uuid();
-        let payload = event_codec::encode(&event);
+        let payload = event_codec::encode_stamped(&event, Some(&self.key_fingerprint));
         let record = FutureRecord::to(&self.topic)
             .key(key.as_bytes())
             .payload(&payload);

@@ -15,7 +15,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
 pub use log::KafkaLog;
-pub use worker::{WorkerSettings, run_worker};
+pub use worker::{WorkerError, WorkerSettings, run_worker};
 
 /// Where the log lives and how its topic is made.
 #[derive(Debug, Clone)]

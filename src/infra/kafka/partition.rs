@@ -19,6 +19,11 @@ use crate::application::issue_coupons::{Error, Input};
 use crate::domain::ports::{IssuanceStore, StoreError};
 use crate::domain::{LogPosition, LogRecord};
 use crate::infra::event_codec;
+use crate::infra::key_fingerprint::{self, KeyMismatch};
+
+const KEY_REMEDY: &str = "every node must run with the deployment's original key \
+    (--secret-key-file or COUPON_SECRET_KEY): restore it on this worker; a database that \
+    recorded this key while it was empty must be recreated before it is used again";
 
 /// Records decided per transaction at most.
 const MAX_BATCH: usize = 2_048;
@@ -49,15 +54,20 @@ pub(super) struct PartitionWorker<S: IssuanceStore> {
     /// Cancelled when the partition is revoked or the worker shuts down.
     pub stop: CancellationToken,
     pub warned_clock: Arc<AtomicBool>,
+    /// This worker's key's (see `event_codec`).
+    pub key_fingerprint: Arc<str>,
 }
 
 impl<S: IssuanceStore> PartitionWorker<S> {
-    /// Decides batches until stopped; the batch in flight finishes first.
-    pub async fn run(mut self) {
+    /// Decides batches until stopped; the batch in flight finishes first. Stops with
+    /// the mismatch, nothing of its batch decided, at a campaign record written with
+    /// another key.
+    pub async fn run(mut self) -> Result<(), KeyMismatch> {
         while let Some(fetched) = self.next_batch().await {
-            self.decide(fetched).await;
+            self.decide(fetched).await?;
         }
         tracing::debug!(partition = self.partition, "partition task stopped");
+        Ok(())
     }
 
     /// What is buffered, and what arrives within a moment: one transaction per batch is
@@ -86,9 +96,9 @@ impl<S: IssuanceStore> PartitionWorker<S> {
         Some(fetched)
     }
 
-    async fn decide(&mut self, fetched: Vec<Fetched>) {
+    async fn decide(&mut self, fetched: Vec<Fetched>) -> Result<(), KeyMismatch> {
         let (Some(first), Some(last)) = (fetched.first(), fetched.last()) else {
-            return;
+            return Ok(());
         };
         let expected = match self.next_offset {
             Some(offset) => offset,
@@ -97,7 +107,8 @@ impl<S: IssuanceStore> PartitionWorker<S> {
                 Err(error) => {
                     tracing::error!(%error, partition = self.partition,
                         "cannot read the stored offset; will re-read");
-                    return self.seek(None);
+                    self.seek(None);
+                    return Ok(());
                 }
             },
         };
@@ -110,11 +121,16 @@ impl<S: IssuanceStore> PartitionWorker<S> {
                 first_offset,
                 "gap before the fetched records; seeking back"
             );
-            return self.seek(Some(expected));
+            self.seek(Some(expected));
+            return Ok(());
         }
         let next_offset = u64::try_from(last.offset).map_or(expected, |o| o + 1);
-        let records: Vec<LogRecord> = fetched.iter().filter_map(|f| self.decode(f)).collect();
+        let records = fetched
+            .iter()
+            .filter_map(|f| self.decode(f).transpose())
+            .collect::<Result<Vec<LogRecord>, _>>()?;
         self.commit(expected, records, next_offset).await;
+        Ok(())
     }
 
     /// Retries until the batch commits, is fenced, or this task is stopped.
@@ -154,26 +170,45 @@ impl<S: IssuanceStore> PartitionWorker<S> {
         }
     }
 
-    fn decode(&self, fetched: &Fetched) -> Option<LogRecord> {
+    /// The record, `None` if undecodable (skipped), or the mismatch of a campaign
+    /// record stamped with another key than this worker's.
+    fn decode(&self, fetched: &Fetched) -> Result<Option<LogRecord>, KeyMismatch> {
         if matches!(fetched.timestamp, Timestamp::CreateTime(_))
             && !self.warned_clock.swap(true, Ordering::Relaxed)
         {
             tracing::error!(topic = %self.topic,
                 "topic does not use LogAppendTime: start instants are judged by producer clocks");
         }
-        let offset = u64::try_from(fetched.offset).ok()?;
-        match event_codec::decode(&fetched.payload) {
-            Ok(event) => Some(LogRecord {
-                position: LogPosition {
-                    partition: self.log_partition,
-                    offset,
-                },
-                appended_at: append_time(fetched.timestamp),
-                event,
-            }),
+        let Ok(offset) = u64::try_from(fetched.offset) else {
+            return Ok(None);
+        };
+        match event_codec::decode_stamped(&fetched.payload) {
+            Ok(decoded) => {
+                if let Some(recorded) = &decoded.key_fingerprint {
+                    // Campaign records only: rare enough to name the place eagerly.
+                    let holder = format!(
+                        "the campaign record at offset {offset} of partition {} of topic {}",
+                        self.partition, self.topic
+                    );
+                    key_fingerprint::check(
+                        Some(recorded),
+                        &self.key_fingerprint,
+                        &holder,
+                        KEY_REMEDY,
+                    )?;
+                }
+                Ok(Some(LogRecord {
+                    position: LogPosition {
+                        partition: self.log_partition,
+                        offset,
+                    },
+                    appended_at: append_time(fetched.timestamp),
+                    event: decoded.event,
+                }))
+            }
             Err(error) => {
                 tracing::error!(partition = self.partition, offset, %error, "undecodable record skipped");
-                None
+                Ok(None)
             }
         }
     }

@@ -32,6 +32,7 @@ use super::partition::PartitionWorker;
 use super::{TopicSettings, client_config};
 use crate::application::IssueCoupons;
 use crate::domain::ports::IssuanceStore;
+use crate::infra::key_fingerprint::KeyMismatch;
 
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 
@@ -40,6 +41,17 @@ pub struct WorkerSettings {
     pub group: String,
     /// How soon the group notices a dead worker and hands its partitions over.
     pub session_timeout: Duration,
+    /// This worker's key's; a campaign record stamped with another stops the worker.
+    pub key_fingerprint: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The log was written with another key: deciding it would make other codes.
+    #[error(transparent)]
+    Key(#[from] KeyMismatch),
 }
 
 pub(super) type GroupConsumer<S> = StreamConsumer<RebalanceContext<S>>;
@@ -204,7 +216,7 @@ pub async fn run_worker<S: IssuanceStore + Clone>(
     store: S,
     issue: Arc<IssueCoupons<S>>,
     shutdown: CancellationToken,
-) -> Result<(), KafkaError> {
+) -> Result<(), WorkerError> {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let context = RebalanceContext {
         store: store.clone(),
@@ -250,8 +262,10 @@ pub async fn run_worker<S: IssuanceStore + Clone>(
         running: HashMap::new(),
         tasks: JoinSet::new(),
         warned_clock: Arc::new(AtomicBool::new(false)),
+        key_fingerprint: settings.key_fingerprint.as_str().into(),
+        refused: None,
     };
-    loop {
+    while partitions.refused.is_none() {
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(event) = events.recv() => partitions.handle(event),
@@ -267,7 +281,10 @@ pub async fn run_worker<S: IssuanceStore + Clone>(
     partitions.finish().await;
     consumer.unsubscribe();
     tracing::info!("issuing worker stopped");
-    Ok(())
+    match partitions.refused {
+        Some(mismatch) => Err(mismatch.into()),
+        None => Ok(()),
+    }
 }
 
 /// The partitions this worker holds, each decided by its own task.
@@ -280,8 +297,11 @@ struct Partitions<S: IssuanceStore> {
     queues: HashMap<i32, Arc<PartitionQueue<S>>>,
     /// The stop signal of each assigned partition's task.
     running: HashMap<i32, CancellationToken>,
-    tasks: JoinSet<()>,
+    tasks: JoinSet<Result<(), KeyMismatch>>,
     warned_clock: Arc<AtomicBool>,
+    key_fingerprint: Arc<str>,
+    /// Set when a partition's log was written with another key: the worker stops.
+    refused: Option<KeyMismatch>,
 }
 
 impl<S: IssuanceStore + Clone> Partitions<S> {
@@ -326,13 +346,19 @@ impl<S: IssuanceStore + Clone> Partitions<S> {
             next_offset: seeded,
             stop,
             warned_clock: self.warned_clock.clone(),
+            key_fingerprint: self.key_fingerprint.clone(),
         };
         self.tasks.spawn(worker.run());
     }
 
-    fn reap(&mut self, joined: Result<(), tokio::task::JoinError>) {
-        if let Err(error) = joined {
-            tracing::error!(%error, "a partition's task failed");
+    fn reap(&mut self, joined: Result<Result<(), KeyMismatch>, tokio::task::JoinError>) {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(mismatch)) => {
+                tracing::error!(error = %mismatch, "refusing to decide a log written with another key");
+                self.refused.get_or_insert(mismatch);
+            }
+            Err(error) => tracing::error!(%error, "a partition's task failed"),
         }
     }
 
