@@ -196,6 +196,73 @@ async fn kafka_and_postgres_restarts_under_load_lose_no_accepted_ticket() {
     );
 }
 
+/// Issue 20: while PostgreSQL is down every read waited the pool's 5 s acquire timeout
+/// (polls, GetCampaign, IssueCoupon of a campaign the node has not cached). Once the node
+/// knows the database is down it answers at once, and notices by itself when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_fail_fast_while_postgres_is_down_and_recover_when_it_returns() {
+    let Some(cluster) = Cluster::new(2).await else {
+        return;
+    };
+    let _turn = SERVICES.lock().await;
+    let producer = cluster.producer("producer", &[]).await;
+    let _consumer = cluster.consumer("consumer");
+    let client = producer.client.clone();
+    let campaign = client
+        .create_campaign("fail fast", 10, &rfc3339_in(TimeDelta::zero()))
+        .await
+        .expect("create");
+    let id = campaign["id"].as_str().expect("id").to_owned();
+    let ticket = client.issue(&id, "alice").await.expect("issue")["ticketId"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let decided = client.await_one(&ticket, Duration::from_secs(60)).await;
+    assert_eq!(decided["status"], "ISSUE_STATUS_ISSUED", "{decided}");
+
+    tokio::task::spawn_blocking(|| services("kill-pg"))
+        .await
+        .expect("kill pg");
+    await_service_health(&client, "coupon.v1.CampaignService", "NOT_SERVING").await;
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let mut slowest = Duration::ZERO;
+    for round in 0..5 {
+        for name in ["GetIssueResult", "GetCampaign", "IssueCoupon"] {
+            let started = std::time::Instant::now();
+            let answer = match name {
+                "GetIssueResult" => client.result(&ticket).await,
+                "GetCampaign" => client.get_campaign(&id, 10, "").await,
+                _ => client.issue(&unknown, &format!("u{round}")).await,
+            };
+            slowest = slowest.max(started.elapsed());
+            let error = answer.expect_err("the database is down");
+            assert_eq!(error.code, "unavailable", "{name}: {error:?}");
+        }
+    }
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a read waited {slowest:?} on a database known to be down"
+    );
+
+    tokio::task::spawn_blocking(|| services("restart-pg"))
+        .await
+        .expect("restart pg");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let back = loop {
+        match client.result(&ticket).await {
+            Ok(answer) => break answer,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "polls still refused 30 s after PostgreSQL returned: {e:?}\n{}",
+                cluster.logs()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(back["coupon"]["code"], decided["coupon"]["code"]);
+    eprintln!("slowest read while PostgreSQL was down: {slowest:?}");
+}
+
 type Answers = Arc<Mutex<HashMap<String, Result<Value, RpcError>>>>;
 
 /// 16 clients ask with fresh users, one request each, until `stop` is set.

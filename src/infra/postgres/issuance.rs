@@ -35,9 +35,10 @@ impl IssuanceStore for PgStore {
 
     async fn next_offset(&self, partition: u32) -> Result<u64, StoreError> {
         const SQL: &str = "SELECT next_offset FROM partition_offsets WHERE log_partition = $1";
+        let mut conn = self.conn().await?;
         let stored: Option<i64> = sqlx::query_scalar(SQL)
             .bind(i64::from(partition))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(store_error)?;
         stored.map_or(Ok(0), to_u64)
@@ -56,7 +57,7 @@ impl IssuanceStore for PgStore {
         const ADVANCE: &str = "UPDATE partition_offsets SET next_offset = $1 \
              WHERE log_partition = $2 AND next_offset = $3";
         const STORED: &str = "SELECT next_offset FROM partition_offsets WHERE log_partition = $1";
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut tx = PgStore::begin(self).await?;
         sqlx::query(ENSURE)
             .bind(i64::from(partition))
             .execute(&mut *tx)

@@ -10,9 +10,10 @@ use crate::infra::sql_error::store_error;
 impl PgStore {
     /// The fingerprint of the deployment's key (`infra::key_fingerprint`), if recorded.
     pub async fn key_fingerprint(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn().await?;
         sqlx::query_scalar("SELECT value FROM meta WHERE name = $1")
             .bind(META_NAME)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(store_error)
     }
@@ -20,12 +21,13 @@ impl PgStore {
     /// Records the key's fingerprint unless one is; true when it was recorded now. With
     /// many nodes starting at once one insert wins; every node then reads what won.
     pub async fn record_key_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
         let inserted = sqlx::query(
             "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
         )
         .bind(META_NAME)
         .bind(fingerprint)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(store_error)?
         .rows_affected();
@@ -35,16 +37,18 @@ impl PgStore {
     /// Whether any campaign is stored: a database of an earlier version that adopts
     /// the key of the first node to start is logged as such.
     pub async fn holds_data(&self) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM campaigns)")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await
             .map_err(store_error)
     }
 
     /// The database's name, to name it in errors without the URL's password.
     pub async fn database_name(&self) -> Result<String, StoreError> {
+        let mut conn = self.conn().await?;
         sqlx::query_scalar("SELECT current_database()::text")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await
             .map_err(store_error)
     }

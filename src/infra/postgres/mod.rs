@@ -1,20 +1,24 @@
 //! PostgreSQL storage of the distributed mode: campaigns, coupons, ticket results and the
 //! decided offset of every log partition, shared by any number of API nodes and workers.
 
+mod breaker;
 mod issuance;
 mod meta;
 mod repositories;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
 pub use issuance::{HOLDERS_SQL, PgBatch};
 
 use super::sql_error::store_error;
 use crate::domain::ports::StoreError;
+use breaker::Breaker;
 
 /// How long a caller waits for a pooled connection before the database counts as
 /// unavailable (the worker retries; the API answers `Unavailable`).
@@ -59,20 +63,33 @@ impl SessionLimits {
     }
 }
 
-/// Handle to the state database; cheap to clone.
+/// Handle to the state database; cheap to clone (clones share the pool and breaker).
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    breaker: Arc<Breaker>,
 }
 
 impl PgStore {
     /// One round trip, for the health check.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    /// A pooled connection, or at once `Unavailable` while the database is known to
+    /// be down (see `breaker`).
+    async fn conn(&self) -> Result<PoolConnection<Postgres>, StoreError> {
+        self.breaker.call(self.pool.acquire()).await
+    }
+
+    /// A transaction on a pooled connection, failing fast like [`PgStore::conn`].
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.breaker.call(self.pool.begin()).await
     }
 
     /// Connects with at most `max_connections` (at least 1) and migrates the schema.
@@ -113,7 +130,10 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(store_error)?;
-        Ok(Self { pool })
+        Ok(Self {
+            breaker: Arc::new(Breaker::new(pool.clone())),
+            pool,
+        })
     }
 }
 

@@ -79,13 +79,14 @@ where
 
 impl CampaignRepository for PgStore {
     async fn insert_campaign(&self, campaign: &Campaign) -> Result<(), StoreError> {
-        insert_campaign(&self.pool, campaign).await
+        insert_campaign(&mut *self.conn().await?, campaign).await
     }
 
     async fn find_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError> {
+        let mut conn = self.conn().await?;
         sqlx::query_as::<_, CampaignRow>(SELECT_CAMPAIGN)
             .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(store_error)?
             .map(campaign_from_row)
@@ -107,7 +108,7 @@ impl CampaignRepository for PgStore {
         let limit = page_within(after_ordinal, limit, campaign.issued_coupons);
         let coupons = match limit {
             0 => Vec::new(),
-            limit => select_coupons(&self.pool, id, after_ordinal, limit).await?,
+            limit => select_coupons(&mut *self.conn().await?, id, after_ordinal, limit).await?,
         };
         Ok(Some((campaign, coupons)))
     }
@@ -119,10 +120,11 @@ impl CampaignRepository for PgStore {
     ) -> Result<Option<Coupon>, StoreError> {
         const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at \
              FROM coupons WHERE campaign_id = $1 AND user_id = $2";
+        let mut conn = self.conn().await?;
         sqlx::query_as::<_, CouponRow>(SQL)
             .bind(id.as_uuid())
             .bind(user.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(store_error)?
             .map(coupon_from_row)
@@ -135,7 +137,7 @@ impl CampaignRepository for PgStore {
         after_ordinal: u64,
         limit: u32,
     ) -> Result<Vec<Coupon>, StoreError> {
-        select_coupons(&self.pool, id, after_ordinal, limit).await
+        select_coupons(&mut *self.conn().await?, id, after_ordinal, limit).await
     }
 }
 
@@ -199,9 +201,10 @@ impl TicketRepository for PgStore {
             Option<Uuid>,
             Option<DateTime<Utc>>,
         );
+        let mut conn = self.conn().await?;
         let Some(row) = sqlx::query_as::<_, Row>(SQL)
             .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(store_error)?
         else {
