@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use common::faulty_store::{Fault, FaultPlan, FaultyStore};
 use common::model::{Expected, Model, ModelCampaign, Outcome};
 use coupon::application::{
-    CreateCampaign, GetCampaign, GetIssueResult, IssueCoupon, IssueCoupons, create_campaign,
-    get_campaign, get_issue_result, issue_coupon, issue_coupons,
+    AcceptIssueRequest, CreateCampaign, DecideIssueRequests, GetCampaign, GetIssueResult,
+    accept_issue_request, create_campaign, decide_issue_requests, get_campaign, get_issue_result,
 };
 use coupon::domain::coupon_code::is_well_formed;
 use coupon::domain::log::Appended;
@@ -41,6 +41,7 @@ use coupon::domain::{
 };
 use coupon::infra::embedded_log::{self, EmbeddedLog, PARTITION};
 use coupon::infra::sqlite::SqliteStore;
+use coupon::interfaces::log_worker;
 
 /// Requests this much before the start (by the node's clock) go to the log anyway and the
 /// log's append clock decides, as on a producer; "far" campaigns start beyond it.
@@ -213,7 +214,7 @@ struct Node {
     store: SqliteStore,
     log: EmbeddedLog,
     create: CreateCampaign<SqliteStore, RecordingLog>,
-    issue: Arc<IssueCoupon<SqliteStore, RecordingLog>>,
+    issue: Arc<AcceptIssueRequest<SqliteStore, RecordingLog>>,
     results: GetIssueResult<SqliteStore>,
     campaigns: GetCampaign<SqliteStore>,
     worker: Option<JoinHandle<()>>,
@@ -235,14 +236,14 @@ impl Node {
             inner: log.clone(),
             appends: appends.clone(),
         };
-        let settings = issue_coupon::Settings {
+        let settings = accept_issue_request::Settings {
             // Always read the stored count, so "sold out" refusals happen as soon as they may.
             campaign_ttl: Duration::ZERO,
             clock_skew_allowance: SKEW_ALLOWANCE,
         };
         Ok(Self {
             create: CreateCampaign::new(store.clone(), recording.clone()),
-            issue: Arc::new(IssueCoupon::new(
+            issue: Arc::new(AcceptIssueRequest::new(
                 store.clone(),
                 recording,
                 TicketSeal::new(secret),
@@ -266,18 +267,13 @@ impl Node {
         let codes = CodeGenerator::new(secret);
         self.worker = Some(match faults {
             None => {
-                let issue = Arc::new(IssueCoupons::new(self.store.clone(), codes));
-                tokio::spawn(embedded_log::run_worker(
-                    log,
-                    self.store.clone(),
-                    issue,
-                    shutdown,
-                ))
+                let decide = Arc::new(DecideIssueRequests::new(self.store.clone(), codes));
+                tokio::spawn(log_worker::embedded::run(log, decide, shutdown))
             }
             Some(plan) => {
                 let store = FaultyStore::new(self.store.clone(), plan.clone());
-                let issue = Arc::new(IssueCoupons::new(store.clone(), codes));
-                tokio::spawn(embedded_log::run_worker(log, store, issue, shutdown))
+                let decide = Arc::new(DecideIssueRequests::new(store, codes));
+                tokio::spawn(log_worker::embedded::run(log, decide, shutdown))
             }
         });
     }
@@ -449,12 +445,12 @@ impl Case {
             }
             Op::RequestUnknownCampaign => {
                 let unknown = CampaignId::generate();
-                let input = issue_coupon::Input {
+                let input = accept_issue_request::Input {
                     campaign_id: unknown,
                     user_id: user(0),
                 };
                 match self.node().issue.execute(input).await {
-                    Err(issue_coupon::Error::NotFound(id)) if id == unknown => Ok(()),
+                    Err(accept_issue_request::Error::NotFound(id)) if id == unknown => Ok(()),
                     Err(other) => Err(fail("unknown campaign refused wrongly", other)),
                     Ok(_) => Err("a request for an unknown campaign was accepted".into()),
                 }
@@ -564,7 +560,7 @@ impl Case {
         let before = Utc::now();
         let node = self.node.as_ref().expect("node open");
         let answers = futures::future::join_all(users.iter().map(|&u| {
-            node.issue.execute(issue_coupon::Input {
+            node.issue.execute(accept_issue_request::Input {
                 campaign_id: campaign,
                 user_id: user(u),
             })
@@ -595,7 +591,7 @@ impl Case {
             .map(|&u| {
                 let issue = node.issue.clone();
                 tokio::spawn(async move {
-                    let input = issue_coupon::Input {
+                    let input = accept_issue_request::Input {
                         campaign_id: campaign,
                         user_id: user(u),
                     };
@@ -630,7 +626,7 @@ impl Case {
         campaign: CampaignId,
         u: u8,
         before: DateTime<Utc>,
-        answer: Result<issue_coupon::Output, issue_coupon::Error>,
+        answer: Result<accept_issue_request::Output, accept_issue_request::Error>,
     ) -> Check {
         let seal = TicketSeal::new(&self.secret);
         match answer {
@@ -667,14 +663,14 @@ impl Case {
                     accepted_at: out.accepted_at,
                 });
             }
-            Err(issue_coupon::Error::SoldOut) => {
+            Err(accept_issue_request::Error::SoldOut) => {
                 count(&mut self.tally, "refused: sold out");
                 self.sold_out.push(SoldOutRefusal {
                     campaign,
                     log_end: u64::MAX,
                 });
             }
-            Err(issue_coupon::Error::NotStarted { starts_at }) => {
+            Err(accept_issue_request::Error::NotStarted { starts_at }) => {
                 count(&mut self.tally, "refused: not started");
                 ensure!(
                     before + SKEW_ALLOWANCE < starts_at,
@@ -781,7 +777,7 @@ async fn rewind(store: &SqliteStore, back: u64) -> Result<bool, String> {
     }
 }
 
-/// A second `IssueCoupons` on the same store decides the batch starting `back` records
+/// A second `DecideIssueRequests` on the same store decides the batch starting `back` records
 /// before the decided offset, then decides the very same batch again.
 async fn second_worker(node: &Node, secret: &SecretKey, back: u64) -> Result<&'static str, String> {
     let stored = node
@@ -798,29 +794,31 @@ async fn second_worker(node: &Node, secret: &SecretKey, back: u64) -> Result<&'s
     let Some(last) = raw.last().map(|r| r.offset) else {
         return Ok("second worker: nothing to read");
     };
-    let input = || issue_coupons::Input {
+    let input = || decide_issue_requests::Input {
         partition: PARTITION,
-        expected_next_offset: from,
+        resume_at: from,
         records: raw.iter().filter_map(embedded_log::decode).collect(),
-        next_offset: last + 1,
+        read_end: last + 1,
     };
-    let second = IssueCoupons::new(node.store.clone(), CodeGenerator::new(secret));
+    let second = DecideIssueRequests::new(node.store.clone(), CodeGenerator::new(secret));
     let first = second.execute(input()).await;
     match &first {
         Ok(_) => ensure!(
             from == stored,
             "a batch from offset {from} committed although {stored} was decided"
         ),
-        Err(issue_coupons::Error::Store(StoreError::Fenced { stored: now, .. })) => ensure!(
-            *now >= stored,
-            "fenced at {now}, behind the decided offset {stored} read before"
-        ),
+        Err(decide_issue_requests::Error::Fenced { resume_at: now, .. }) => {
+            ensure!(
+                *now >= stored,
+                "fenced at {now}, behind the decided offset {stored} read before"
+            )
+        }
         Err(other) => return Err(fail("a second worker's batch", other)),
     }
     // Whether it committed or was fenced the first time, the offset has moved past
     // `from` since: the repeat must be fenced.
     match second.execute(input()).await {
-        Err(issue_coupons::Error::Store(StoreError::Fenced { .. })) => Ok(match first {
+        Err(decide_issue_requests::Error::Fenced { .. }) => Ok(match first {
             Ok(_) => "second worker: committed, its repeat fenced",
             Err(_) => "second worker: fenced twice",
         }),
@@ -1163,15 +1161,14 @@ impl Case {
             .await
             .map_err(|e| fail("opening the rebuild store", e))?;
         let node = self.node.as_ref().expect("node open");
-        let issue = Arc::new(IssueCoupons::new(
+        let decide = Arc::new(DecideIssueRequests::new(
             rebuilt.clone(),
             CodeGenerator::new(&self.secret),
         ));
         let shutdown = CancellationToken::new();
-        let worker = tokio::spawn(embedded_log::run_worker(
+        let worker = tokio::spawn(log_worker::embedded::run(
             node.log.clone(),
-            rebuilt.clone(),
-            issue,
+            decide,
             shutdown.clone(),
         ));
         let drained = drain(&rebuilt, node.log_end()).await;

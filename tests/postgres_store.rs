@@ -1,5 +1,5 @@
 //! `PgStore` against a real PostgreSQL (`DATABASE_URL`): the repositories, the issuing
-//! transaction driven by the real `IssueCoupons` use case, the partition fence, and
+//! transaction driven by the real `DecideIssueRequests` use case, the partition fence, and
 //! deterministic replay. Each test works in a database of its own.
 
 mod common;
@@ -12,8 +12,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use sqlx::{Connection, PgConnection};
 
 use common::pg::{drop_database, fresh_database};
-use coupon::application::IssueCoupons;
-use coupon::application::issue_coupons::{self, Output};
+use coupon::application::DecideIssueRequests;
+use coupon::application::decide_issue_requests::{self, Output};
 use coupon::domain::coupon_code::is_well_formed;
 use coupon::domain::ports::{
     BatchChanges, CampaignRepository, IssuanceBatch, IssuanceStore, StoreError, TicketRepository,
@@ -93,8 +93,8 @@ async fn decide_in_batches(
     secret: &SecretKey,
     records: &[LogRecord],
     sizes: &[usize],
-) -> Result<u64, issue_coupons::Error> {
-    let use_case = IssueCoupons::new(store.clone(), CodeGenerator::new(secret));
+) -> Result<u64, decide_issue_requests::Error> {
+    let use_case = DecideIssueRequests::new(store.clone(), CodeGenerator::new(secret));
     let mut expected = store.next_offset(PARTITION).await?;
     let mut rest = records;
     for &size in sizes.iter().cycle() {
@@ -103,17 +103,17 @@ async fn decide_in_batches(
         }
         let (batch, tail) = rest.split_at(size.min(rest.len()));
         rest = tail;
-        let next_offset = batch.last().map_or(expected, |r| r.position.offset + 1);
+        let read_end = batch.last().map_or(expected, |r| r.position.offset + 1);
         let output = use_case
-            .execute(issue_coupons::Input {
+            .execute(decide_issue_requests::Input {
                 partition: PARTITION,
-                expected_next_offset: expected,
+                resume_at: expected,
                 records: batch.to_vec(),
-                next_offset,
+                read_end,
             })
             .await?;
-        assert_eq!(output.next_offset, next_offset);
-        expected = output.next_offset;
+        assert_eq!(output.resume_at, read_end);
+        expected = output.resume_at;
     }
     Ok(expected)
 }
@@ -505,7 +505,7 @@ async fn stale_workers_are_fenced_and_redeliveries_change_nothing() -> TestResul
     };
     let store = connect(&url).await?;
     let secret = SecretKey::generate();
-    let use_case = IssueCoupons::new(store.clone(), CodeGenerator::new(&secret));
+    let use_case = DecideIssueRequests::new(store.clone(), CodeGenerator::new(&secret));
 
     let campaign = new_campaign("fence", 5, at(START_MS));
     let mut records = vec![created(0, &campaign)];
@@ -519,18 +519,19 @@ async fn stale_workers_are_fenced_and_redeliveries_change_nothing() -> TestResul
         ));
     }
     let (old, new) = records.split_at(20);
-    let input = |expected: u64, records: &[LogRecord], next_offset: u64| issue_coupons::Input {
-        partition: PARTITION,
-        expected_next_offset: expected,
-        records: records.to_vec(),
-        next_offset,
-    };
+    let input =
+        |expected: u64, records: &[LogRecord], read_end: u64| decide_issue_requests::Input {
+            partition: PARTITION,
+            resume_at: expected,
+            records: records.to_vec(),
+            read_end,
+        };
 
     let output = use_case.execute(input(0, old, 20)).await?;
     assert_eq!(
         output,
         Output {
-            next_offset: 20,
+            resume_at: 20,
             decided: 19,
             issued: 5
         }
@@ -539,11 +540,11 @@ async fn stale_workers_are_fenced_and_redeliveries_change_nothing() -> TestResul
 
     // A zombie that still believes the partition is at 0 cannot commit anything.
     match use_case.execute(input(0, old, 20)).await {
-        Err(issue_coupons::Error::Store(StoreError::Fenced {
+        Err(decide_issue_requests::Error::Fenced {
             partition,
             expected,
-            stored,
-        })) => assert_eq!((partition, expected, stored), (PARTITION, 0, 20)),
+            resume_at,
+        }) => assert_eq!((partition, expected, resume_at), (PARTITION, 0, 20)),
         other => panic!("a stale worker must be fenced, got {other:?}"),
     }
     // Redelivered records below the stored offset are skipped without a transaction.
@@ -551,7 +552,7 @@ async fn stale_workers_are_fenced_and_redeliveries_change_nothing() -> TestResul
     assert_eq!(
         output,
         Output {
-            next_offset: 20,
+            resume_at: 20,
             decided: 0,
             issued: 0
         }
@@ -564,7 +565,7 @@ async fn stale_workers_are_fenced_and_redeliveries_change_nothing() -> TestResul
     assert_eq!(
         output,
         Output {
-            next_offset: 25,
+            resume_at: 25,
             decided: 5,
             issued: 0
         }

@@ -1,15 +1,17 @@
 //! One use case per business requirement, each with its own `Input`, `Output`, error
-//! and `execute`. They depend only on `domain`.
+//! and `execute`. They depend only on `domain`. The pipeline's two halves:
+//! `accept_issue_request` puts a request into the log and answers with a ticket;
+//! `decide_issue_requests` decides the log's requests, in order, into the store.
 
+pub mod accept_issue_request;
 pub mod campaign_cache;
 pub mod create_campaign;
+pub mod decide_issue_requests;
 pub mod get_campaign;
 pub mod get_issue_result;
-pub mod issue_coupon;
-pub mod issue_coupons;
 
+pub use accept_issue_request::AcceptIssueRequest;
 pub use create_campaign::CreateCampaign;
+pub use decide_issue_requests::DecideIssueRequests;
 pub use get_campaign::GetCampaign;
 pub use get_issue_result::GetIssueResult;
-pub use issue_coupon::IssueCoupon;
-pub use issue_coupons::IssueCoupons;

@@ -11,7 +11,7 @@ use chrono::TimeDelta;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::application::{IssueCoupons, issue_coupon};
+use crate::application::{DecideIssueRequests, accept_issue_request};
 use crate::domain::ports::StoreError;
 use crate::domain::secret::SecretKeyError;
 use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
@@ -21,6 +21,7 @@ use crate::infra::metrics;
 use crate::infra::postgres::{PgStore, SessionLimits};
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::infra::telemetry::LogFormat;
+use crate::interfaces::log_worker;
 use crate::interfaces::rpc::server;
 
 /// Flags both node kinds share.
@@ -166,7 +167,7 @@ pub enum StartError {
     #[error("kafka client: {0}")]
     KafkaClient(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
-    Worker(#[from] kafka::WorkerError),
+    Worker(#[from] log_worker::kafka::WorkerError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -237,7 +238,7 @@ pub async fn start_producer(
         Duration::from_millis(args.ack_timeout_ms),
         &secret.fingerprint(),
     )?;
-    let accept = issue_coupon::Settings {
+    let accept = accept_issue_request::Settings {
         campaign_ttl: Duration::from_millis(100),
         clock_skew_allowance: TimeDelta::milliseconds(args.clock_skew_allowance_ms),
     };
@@ -297,7 +298,7 @@ pub async fn run_consumer(
     )
     .await?;
     check_key(&store, &secret).await?;
-    let issue = Arc::new(IssueCoupons::new(
+    let decide = Arc::new(DecideIssueRequests::new(
         store.clone(),
         CodeGenerator::new(&secret),
     ));
@@ -309,7 +310,7 @@ pub async fn run_consumer(
         session_timeout: Duration::from_millis(args.session_timeout_ms),
         key_fingerprint: secret.fingerprint(),
     };
-    kafka::run_worker(topic, settings, store, issue, shutdown).await?;
+    log_worker::kafka::run(topic, settings, store, decide, shutdown).await?;
     Ok(())
 }
 

@@ -10,14 +10,15 @@ use chrono::TimeDelta;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::application::{IssueCoupons, issue_coupon};
+use crate::application::{DecideIssueRequests, accept_issue_request};
 use crate::domain::ports::StoreError;
 use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::data_dir::{self, DataDirError, DataDirLock};
-use crate::infra::embedded_log::{self, EmbeddedLog};
+use crate::infra::embedded_log::EmbeddedLog;
 use crate::infra::key_fingerprint::{self, KeyMismatch};
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::infra::sqlite::SqliteStore;
+use crate::interfaces::log_worker;
 use crate::interfaces::rpc::server;
 
 /// The data dir's files (besides `data_dir::LOCK_FILE`).
@@ -102,7 +103,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store.clone(),
         log.clone(),
         TicketSeal::new(&secret),
-        issue_coupon::Settings {
+        accept_issue_request::Settings {
             campaign_ttl: Duration::from_millis(100),
             // The API and the log share this process's clock.
             clock_skew_allowance: TimeDelta::zero(),
@@ -132,16 +133,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
         shutdown.clone(),
     );
-    let issue = Arc::new(IssueCoupons::new(
+    let decide = Arc::new(DecideIssueRequests::new(
         store.clone(),
         CodeGenerator::new(&secret),
     ));
-    let worker = tokio::spawn(embedded_log::run_worker(
-        log,
-        store,
-        issue,
-        shutdown.clone(),
-    ));
+    let worker = tokio::spawn(log_worker::embedded::run(log, decide, shutdown.clone()));
     let server = tokio::spawn(server::serve(
         listener,
         app,

@@ -21,7 +21,9 @@ use crate::interfaces::rpc::limits::{self, AdmissionLimits, RequestLimits};
 use crate::interfaces::rpc::server::ConnectionLimits;
 use crate::interfaces::rpc::user_auth::{UserAuth, UserAuthError};
 
-use crate::application::{CreateCampaign, GetCampaign, GetIssueResult, IssueCoupon, issue_coupon};
+use crate::application::{
+    AcceptIssueRequest, CreateCampaign, GetCampaign, GetIssueResult, accept_issue_request,
+};
 use crate::domain::TicketSeal;
 use crate::domain::ports::{CampaignRepository, IssueLog, TicketRepository};
 use crate::interfaces::rpc::{CampaignApi, CouponApi, server};
@@ -229,7 +231,7 @@ pub fn api<S, L>(
     store: S,
     log: L,
     seal: TicketSeal,
-    accept: issue_coupon::Settings,
+    accept: accept_issue_request::Settings,
     admin: AdminGuard,
     users: UserAuth,
     serve: &ServeArgs,
@@ -244,7 +246,7 @@ where
         seal: seal.clone(),
     };
     let coupons = CouponApi {
-        issue_coupon: IssueCoupon::new(store.clone(), log, seal.clone(), accept),
+        accept_issue_request: AcceptIssueRequest::new(store.clone(), log, seal.clone(), accept),
         users,
         get_issue_result: GetIssueResult::new(store, seal.clone()),
         seal,

@@ -3,9 +3,8 @@
 //! wait in a bounded queue and are written together by the next one, so one fsync serves
 //! hundreds of requests and every caller is answered only after its record is durable.
 //! The thread owns a rusqlite connection: an append costs one channel send and one
-//! wake-up, not several round trips through sqlx's connection worker.
-
-mod worker;
+//! wake-up, not several round trips through sqlx's connection worker. The issuing
+//! worker that follows it is `interfaces::log_worker::embedded`.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -16,8 +15,6 @@ use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot, watch};
-
-pub use worker::run_worker;
 
 use super::event_codec;
 use super::sql_error::{corrupt, sqlite_error, store_error};

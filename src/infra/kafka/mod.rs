@@ -3,9 +3,9 @@
 //! topic uses `LogAppendTime`: the partition leader's clock stamps every record, and
 //! that one clock decides whether a request came before a campaign's start.
 
+mod group;
 mod log;
 mod partition;
-mod worker;
 
 use std::time::Duration;
 
@@ -14,8 +14,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
+pub use group::{GroupEvent, GroupMember, WorkerSettings};
 pub use log::KafkaLog;
-pub use worker::{WorkerError, WorkerSettings, run_worker};
+pub use partition::{FeedBatch, Fetched, PartitionFeed};
 
 /// Where the log lives and how its topic is made.
 #[derive(Debug, Clone)]

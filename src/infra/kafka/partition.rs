@@ -1,7 +1,7 @@
-//! One partition this worker holds, decided by a task of its own: records from the
-//! partition's own queue, in offset order, a batch per `IssueCoupons` transaction.
-//! While this task waits (on a lock, on a failing database), the worker's other
-//! partitions go on, and librdkafka stops fetching this one once its queue is full.
+//! One partition this worker holds, as a feed of decoded batches: records from the
+//! partition's own queue, in offset order, gathered for one transaction each. The loop
+//! that decides them is `interfaces::log_worker::kafka`; while it waits (on a lock, on a
+//! failing database), librdkafka stops fetching this partition once its queue is full.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,82 +12,87 @@ use rdkafka::consumer::Consumer;
 use rdkafka::message::{Message, Timestamp};
 use tokio_util::sync::CancellationToken;
 
+use super::group::{GroupConsumer, PartitionQueue};
 use super::log::append_time;
-use super::worker::{GroupConsumer, PartitionQueue};
-use crate::application::IssueCoupons;
-use crate::application::issue_coupons::{Error, Input};
-use crate::domain::ports::{IssuanceStore, StoreError};
+use crate::domain::ports::IssuanceStore;
 use crate::domain::{LogPosition, LogRecord};
 use crate::infra::event_codec;
 use crate::infra::key_fingerprint::{self, KeyMismatch};
-
-const KEY_REMEDY: &str = "every node must run with the deployment's original key \
-    (--secret-key-file or COUPON_SECRET_KEY): restore it on this worker; a database that \
-    recorded this key while it was empty must be recreated before it is used again";
 
 /// Records decided per transaction at most.
 const MAX_BATCH: usize = 2_048;
 /// How long a batch waits for more records once it has one.
 const BATCH_WINDOW: Duration = Duration::from_millis(2);
-const RETRY_DELAY: Duration = Duration::from_millis(200);
+const ERROR_PAUSE: Duration = Duration::from_millis(200);
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+const KEY_REMEDY: &str = "every node must run with the deployment's original key \
+    (--secret-key-file or COUPON_SECRET_KEY): restore it on this worker; a database that \
+    recorded this key while it was empty must be recreated before it is used again";
 
 /// A record copied out of the consumer's buffer.
-struct Fetched {
+pub struct Fetched {
     offset: i64,
     timestamp: Timestamp,
     payload: Vec<u8>,
 }
 
-/// One assignment of one partition; a new assignment gets a new one.
-pub(super) struct PartitionWorker<S: IssuanceStore> {
-    pub partition: i32,
-    pub log_partition: u32,
-    pub queue: Arc<PartitionQueue<S>>,
-    pub consumer: Arc<GroupConsumer<S>>,
-    pub store: S,
-    pub issue: Arc<IssueCoupons<S>>,
-    pub topic: String,
-    /// The partition's next undecided offset as this task last committed or read it;
-    /// `None` until read from storage.
-    pub next_offset: Option<u64>,
-    /// Cancelled when the partition is revoked or the worker shuts down.
-    pub stop: CancellationToken,
-    pub warned_clock: Arc<AtomicBool>,
-    /// This worker's key's (see `event_codec`).
-    pub key_fingerprint: Arc<str>,
+/// Consecutive records read from a feed, ready for one decision batch.
+pub struct FeedBatch {
+    pub records: Vec<LogRecord>,
+    /// One past the last offset read, undecodable records included.
+    pub read_end: u64,
 }
 
-impl<S: IssuanceStore> PartitionWorker<S> {
-    /// Decides batches until stopped; the batch in flight finishes first. Stops with
-    /// the mismatch, nothing of its batch decided, at a campaign record written with
-    /// another key.
-    pub async fn run(mut self) -> Result<(), KeyMismatch> {
-        while let Some(fetched) = self.next_batch().await {
-            self.decide(fetched).await?;
-        }
-        tracing::debug!(partition = self.partition, "partition task stopped");
-        Ok(())
+/// One assignment of one partition; a new assignment gets a new one.
+pub struct PartitionFeed<S: IssuanceStore> {
+    pub(super) partition: i32,
+    pub(super) log_partition: u32,
+    pub(super) queue: Arc<PartitionQueue<S>>,
+    pub(super) consumer: Arc<GroupConsumer<S>>,
+    pub(super) topic: String,
+    /// The offset the fetch position was set to on assignment (the stored one), if
+    /// storage could say.
+    pub(super) seeded: Option<u64>,
+    pub(super) warned_clock: Arc<AtomicBool>,
+    /// This worker's key's (see `event_codec`).
+    pub(super) key_fingerprint: Arc<str>,
+}
+
+impl<S: IssuanceStore> PartitionFeed<S> {
+    /// The partition as Kafka names it.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The partition as the log's positions name it.
+    pub fn log_partition(&self) -> u32 {
+        self.log_partition
+    }
+
+    /// Where fetching started: the stored offset at assignment, if known.
+    pub fn seeded(&self) -> Option<u64> {
+        self.seeded
     }
 
     /// What is buffered, and what arrives within a moment: one transaction per batch is
-    /// what lets the database keep up with the flood. `None` once stopped.
-    async fn next_batch(&self) -> Option<Vec<Fetched>> {
+    /// what lets the database keep up with the flood. Empty after a consumer error;
+    /// `None` once stopped.
+    pub async fn next_fetch(&self, stop: &CancellationToken) -> Option<Vec<Fetched>> {
         let first = tokio::select! {
             biased;
-            () = self.stop.cancelled() => return None,
+            () = stop.cancelled() => return None,
             message = self.queue.recv() => message,
         };
         let mut fetched = match first {
             Ok(m) => vec![copy(&m)],
             Err(error) => {
                 tracing::warn!(%error, partition = self.partition, "consumer error");
-                tokio::time::sleep(RETRY_DELAY).await;
+                tokio::time::sleep(ERROR_PAUSE).await;
                 return Some(Vec::new());
             }
         };
         let gather_until = tokio::time::Instant::now() + BATCH_WINDOW;
-        while fetched.len() < MAX_BATCH && !self.stop.is_cancelled() {
+        while fetched.len() < MAX_BATCH && !stop.is_cancelled() {
             match tokio::time::timeout_at(gather_until, self.queue.recv()).await {
                 Ok(Ok(m)) => fetched.push(copy(&m)),
                 _ => break,
@@ -96,78 +101,38 @@ impl<S: IssuanceStore> PartitionWorker<S> {
         Some(fetched)
     }
 
-    async fn decide(&mut self, fetched: Vec<Fetched>) -> Result<(), KeyMismatch> {
+    /// The fetched records as a batch that resumes the partition at `resume_at`; `None`
+    /// (after seeking back) when records between the two never reached us, or nothing
+    /// was fetched. A campaign record stamped with another key stops the partition.
+    pub fn batch(
+        &self,
+        fetched: &[Fetched],
+        resume_at: u64,
+    ) -> Result<Option<FeedBatch>, KeyMismatch> {
         let (Some(first), Some(last)) = (fetched.first(), fetched.last()) else {
-            return Ok(());
+            return Ok(None);
         };
-        let expected = match self.next_offset {
-            Some(offset) => offset,
-            None => match self.store.next_offset(self.log_partition).await {
-                Ok(offset) => *self.next_offset.insert(offset),
-                Err(error) => {
-                    tracing::error!(%error, partition = self.partition,
-                        "cannot read the stored offset; will re-read");
-                    self.seek(None);
-                    return Ok(());
-                }
-            },
-        };
-        let first_offset = u64::try_from(first.offset).unwrap_or(0);
-        if first_offset > expected {
-            // Records between the stored offset and this one never reached us.
+        if u64::try_from(first.offset).is_ok_and(|first| first > resume_at) {
             tracing::warn!(
                 partition = self.partition,
-                expected,
-                first_offset,
+                resume_at,
+                first_offset = first.offset,
                 "gap before the fetched records; seeking back"
             );
-            self.seek(Some(expected));
-            return Ok(());
+            self.seek(resume_at);
+            return Ok(None);
         }
-        let next_offset = u64::try_from(last.offset).map_or(expected, |o| o + 1);
-        let records = fetched
-            .iter()
-            .filter_map(|f| self.decode(f).transpose())
-            .collect::<Result<Vec<LogRecord>, _>>()?;
-        self.commit(expected, records, next_offset).await;
-        Ok(())
-    }
-
-    /// Retries until the batch commits, is fenced, or this task is stopped.
-    async fn commit(&mut self, expected: u64, records: Vec<LogRecord>, next_offset: u64) {
-        let partition = self.partition;
-        loop {
-            let input = Input {
-                partition: self.log_partition,
-                expected_next_offset: expected,
-                records: records.clone(),
-                next_offset,
-            };
-            match self.issue.execute(input).await {
-                Ok(output) => {
-                    self.next_offset = Some(output.next_offset);
-                    return;
-                }
-                Err(Error::Store(StoreError::Fenced { stored, .. })) => {
-                    tracing::warn!(
-                        partition,
-                        expected,
-                        stored,
-                        "partition moved on elsewhere; following it"
-                    );
-                    self.next_offset = Some(stored);
-                    return self.seek(Some(stored));
-                }
-                Err(error) => {
-                    tracing::error!(%error, partition, offset = expected, "deciding a batch failed; retrying it");
-                    if self.stop.is_cancelled() {
-                        // Undecided: the next owner (or run) starts again from storage.
-                        return;
-                    }
-                    tokio::time::sleep(RETRY_DELAY).await;
-                }
-            }
+        let Ok(last_offset) = u64::try_from(last.offset) else {
+            unreachable!("librdkafka hands out records at offsets ≥ 0 only")
+        };
+        let mut records = Vec::with_capacity(fetched.len());
+        for f in fetched {
+            records.extend(self.decode(f)?);
         }
+        Ok(Some(FeedBatch {
+            records,
+            read_end: last_offset + 1,
+        }))
     }
 
     /// The record, `None` if undecodable (skipped), or the mismatch of a campaign
@@ -180,50 +145,45 @@ impl<S: IssuanceStore> PartitionWorker<S> {
                 "topic does not use LogAppendTime: start instants are judged by producer clocks");
         }
         let Ok(offset) = u64::try_from(fetched.offset) else {
-            return Ok(None);
+            unreachable!("librdkafka hands out records at offsets ≥ 0 only")
         };
-        match event_codec::decode_stamped(&fetched.payload) {
-            Ok(decoded) => {
-                if let Some(recorded) = &decoded.key_fingerprint {
-                    // Campaign records only: rare enough to name the place eagerly.
-                    let holder = format!(
-                        "the campaign record at offset {offset} of partition {} of topic {}",
-                        self.partition, self.topic
-                    );
-                    key_fingerprint::check(
-                        Some(recorded),
-                        &self.key_fingerprint,
-                        &holder,
-                        KEY_REMEDY,
-                    )?;
-                }
-                Ok(Some(LogRecord {
-                    position: LogPosition {
-                        partition: self.log_partition,
-                        offset,
-                    },
-                    appended_at: append_time(fetched.timestamp),
-                    event: decoded.event,
-                }))
-            }
+        let decoded = match event_codec::decode_stamped(&fetched.payload) {
+            Ok(decoded) => decoded,
             Err(error) => {
                 tracing::error!(partition = self.partition, offset, %error, "undecodable record skipped");
-                Ok(None)
+                return Ok(None);
             }
+        };
+        if let Some(recorded) = &decoded.key_fingerprint {
+            // Campaign records only: rare enough to name the place eagerly.
+            let holder = format!(
+                "the campaign record at offset {offset} of partition {} of topic {}",
+                self.partition, self.topic
+            );
+            key_fingerprint::check(Some(recorded), &self.key_fingerprint, &holder, KEY_REMEDY)?;
         }
+        Ok(Some(LogRecord {
+            position: LogPosition {
+                partition: self.log_partition,
+                offset,
+            },
+            appended_at: append_time(fetched.timestamp),
+            event: decoded.event,
+        }))
     }
 
-    /// Moves the fetch position; `None` forgets the offset so it is re-read first.
-    fn seek(&mut self, offset: Option<u64>) {
-        let target = offset
-            .and_then(|o| i64::try_from(o).ok())
-            .map_or(Offset::Beginning, Offset::Offset);
-        if offset.is_none() {
-            self.next_offset = None;
-        }
+    /// Moves the fetch position to `offset`.
+    pub fn seek(&self, offset: u64) {
+        let Ok(target) = i64::try_from(offset) else {
+            unreachable!("offsets come from the log or the store, both below 2^63")
+        };
         let result = tokio::task::block_in_place(|| {
-            self.consumer
-                .seek(&self.topic, self.partition, target, SEEK_TIMEOUT)
+            self.consumer.seek(
+                &self.topic,
+                self.partition,
+                Offset::Offset(target),
+                SEEK_TIMEOUT,
+            )
         });
         if let Err(error) = result {
             tracing::error!(%error, partition = self.partition, "seek failed");

@@ -1,6 +1,8 @@
 //! Reads and the API node's campaign insert.
 
 use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::PgStore;
@@ -177,6 +179,43 @@ where
         .collect()
 }
 
+/// A ticket's row of `find_ticket` and, when it won, its coupon's (the other half of the
+/// LEFT JOIN, whose columns are all set or all NULL).
+struct TicketRow {
+    campaign_id: Uuid,
+    user_id: String,
+    status: i16,
+    coupon_code: Option<String>,
+    log_partition: i64,
+    log_offset: i64,
+    coupon: Option<CouponRow>,
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for TicketRow {
+    fn from_row(r: &'r PgRow) -> sqlx::Result<Self> {
+        let coupon = match r.try_get::<Option<String>, _>(6)? {
+            Some(code) => Some((
+                code,
+                r.try_get(7)?,
+                r.try_get(8)?,
+                r.try_get(9)?,
+                r.try_get(10)?,
+                r.try_get(11)?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            campaign_id: r.try_get(0)?,
+            user_id: r.try_get(1)?,
+            status: r.try_get(2)?,
+            coupon_code: r.try_get(3)?,
+            log_partition: r.try_get(4)?,
+            log_offset: r.try_get(5)?,
+            coupon,
+        })
+    }
+}
+
 impl TicketRepository for PgStore {
     async fn find_ticket(
         &self,
@@ -187,22 +226,8 @@ impl TicketRepository for PgStore {
              FROM ticket_results t LEFT JOIN coupons c \
              ON t.coupon_code IS NOT NULL AND c.campaign_id = t.campaign_id AND c.user_id = t.user_id \
              WHERE t.ticket_id = $1";
-        type Row = (
-            Uuid,
-            String,
-            i16,
-            Option<String>,
-            i64,
-            i64,
-            Option<String>,
-            Option<Uuid>,
-            Option<i64>,
-            Option<String>,
-            Option<Uuid>,
-            Option<DateTime<Utc>>,
-        );
         let mut conn = self.conn().await?;
-        let Some(row) = sqlx::query_as::<_, Row>(SQL)
+        let Some(row) = sqlx::query_as::<_, TicketRow>(SQL)
             .bind(id.as_uuid())
             .fetch_optional(&mut *conn)
             .await
@@ -210,29 +235,24 @@ impl TicketRepository for PgStore {
         else {
             return Ok(None);
         };
-        let (campaign_id, user_id, status, code, partition, offset, c0, c1, c2, c3, c4, c5) = row;
         let result = TicketResult {
             ticket_id: id,
-            campaign_id: CampaignId::from_uuid(campaign_id),
-            user_id: UserId::from_stored(&user_id).map_err(corrupt)?,
-            status: IssueStatus::from_code(status)
-                .ok_or_else(|| corrupt(format!("ticket status {status}")))?,
-            coupon_code: code
+            campaign_id: CampaignId::from_uuid(row.campaign_id),
+            user_id: UserId::from_stored(&row.user_id).map_err(corrupt)?,
+            status: IssueStatus::from_code(row.status)
+                .ok_or_else(|| corrupt(format!("ticket status {}", row.status)))?,
+            coupon_code: row
+                .coupon_code
                 .as_deref()
                 .map(CouponCode::parse)
                 .transpose()
                 .map_err(corrupt)?,
             position: LogPosition {
-                partition: to_partition(partition)?,
-                offset: to_u64(offset)?,
+                partition: to_partition(row.log_partition)?,
+                offset: to_u64(row.log_offset)?,
             },
         };
-        let coupon = match (c0, c1, c2, c3, c4, c5) {
-            (Some(c0), Some(c1), Some(c2), Some(c3), Some(c4), Some(c5)) => {
-                Some(coupon_from_row((c0, c1, c2, c3, c4, c5))?)
-            }
-            _ => None,
-        };
+        let coupon = row.coupon.map(coupon_from_row).transpose()?;
         Ok(Some((result, coupon)))
     }
 }

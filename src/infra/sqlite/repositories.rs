@@ -57,6 +57,43 @@ pub(super) fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
     })
 }
 
+/// A ticket's row of `find_ticket` and, when it won, its coupon's (the other half of the
+/// LEFT JOIN, whose columns are all set or all NULL).
+struct TicketRow {
+    campaign_id: String,
+    user_id: String,
+    status: i64,
+    coupon_code: Option<String>,
+    log_partition: i64,
+    log_offset: i64,
+    coupon: Option<CouponRow>,
+}
+
+impl TicketRow {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let coupon = match r.get::<_, Option<String>>(6)? {
+            Some(code) => Some((
+                code,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            campaign_id: r.get(0)?,
+            user_id: r.get(1)?,
+            status: r.get(2)?,
+            coupon_code: r.get(3)?,
+            log_partition: r.get(4)?,
+            log_offset: r.get(5)?,
+            coupon,
+        })
+    }
+}
+
 pub(super) fn parse_campaign_id(raw: &str) -> Result<CampaignId, StoreError> {
     parse_uuid(raw).map(CampaignId::from_uuid)
 }
@@ -197,25 +234,11 @@ impl TicketRepository for SqliteStore {
              FROM ticket_results t LEFT JOIN coupons c \
              ON t.coupon_code IS NOT NULL AND c.campaign_id = t.campaign_id AND c.user_id = t.user_id \
              WHERE t.ticket_id = ?";
-        type Row = (
-            String,
-            String,
-            i64,
-            Option<String>,
-            i64,
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            Option<i64>,
-        );
-        let row: Option<Row> = self.readers.with(|conn| {
+        let row = self.readers.with(|conn| {
             conn.prepare_cached(SQL)
                 .and_then(|mut select| {
                     select
-                        .query_row(params![id.to_string()], |r| r.try_into())
+                        .query_row(params![id.to_string()], TicketRow::read)
                         .optional()
                 })
                 .map_err(sqlite_error)
@@ -223,32 +246,27 @@ impl TicketRepository for SqliteStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let (campaign_id, user_id, status, code, partition, offset, c0, c1, c2, c3, c4, c5) = row;
-        let status = i16::try_from(status)
+        let status = i16::try_from(row.status)
             .ok()
             .and_then(IssueStatus::from_code)
-            .ok_or_else(|| corrupt(format!("ticket status {status}")))?;
+            .ok_or_else(|| corrupt(format!("ticket status {}", row.status)))?;
         let result = TicketResult {
             ticket_id: id,
-            campaign_id: parse_campaign_id(&campaign_id)?,
-            user_id: UserId::from_stored(&user_id).map_err(corrupt)?,
+            campaign_id: parse_campaign_id(&row.campaign_id)?,
+            user_id: UserId::from_stored(&row.user_id).map_err(corrupt)?,
             status,
-            coupon_code: code
+            coupon_code: row
+                .coupon_code
                 .as_deref()
                 .map(CouponCode::parse)
                 .transpose()
                 .map_err(corrupt)?,
             position: LogPosition {
-                partition: u32::try_from(partition).map_err(corrupt)?,
-                offset: to_u64(offset)?,
+                partition: u32::try_from(row.log_partition).map_err(corrupt)?,
+                offset: to_u64(row.log_offset)?,
             },
         };
-        let coupon = match (c0, c1, c2, c3, c4, c5) {
-            (Some(c0), Some(c1), Some(c2), Some(c3), Some(c4), Some(c5)) => {
-                Some(coupon_from_row((c0, c1, c2, c3, c4, c5))?)
-            }
-            _ => None,
-        };
+        let coupon = row.coupon.map(coupon_from_row).transpose()?;
         Ok(Some((result, coupon)))
     }
 }

@@ -7,12 +7,14 @@ use super::convert;
 use super::errors::invalid_field;
 use super::proto::coupon::v1::*;
 use super::user_auth::UserAuth;
-use crate::application::{GetIssueResult, IssueCoupon, get_issue_result, issue_coupon};
+use crate::application::{
+    AcceptIssueRequest, GetIssueResult, accept_issue_request, get_issue_result,
+};
 use crate::domain::ports::{CampaignRepository, IssueLog, TicketRepository};
 use crate::domain::{self, CampaignId, TicketSeal};
 
 pub struct CouponApi<R, L, T> {
-    pub issue_coupon: IssueCoupon<R, L>,
+    pub accept_issue_request: AcceptIssueRequest<R, L>,
     pub users: UserAuth,
     pub get_issue_result: GetIssueResult<T>,
     pub seal: TicketSeal,
@@ -24,12 +26,12 @@ impl<R: CampaignRepository, L: IssueLog, T: TicketRepository> CouponService for 
         ctx: RequestContext,
         request: ServiceRequest<'_, IssueCouponRequest>,
     ) -> ServiceResult<IssueCouponResponse> {
-        let input = issue_coupon::Input {
+        let input = accept_issue_request::Input {
             campaign_id: CampaignId::parse(request.campaign_id)
                 .map_err(|e| invalid_field("campaign_id", e))?,
             user_id: self.users.user_id(ctx.headers(), request.user_id)?,
         };
-        let output = self.issue_coupon.execute(input).await?;
+        let output = self.accept_issue_request.execute(input).await?;
         Ok(Response::new(IssueCouponResponse {
             ticket_id: output.ticket,
             accepted_at: convert::timestamp(output.accepted_at),

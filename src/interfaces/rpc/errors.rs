@@ -7,7 +7,7 @@ use connectrpc::{ConnectError, ErrorCode, ErrorDetail};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::proto::google::rpc::ErrorInfo;
-use crate::application::{create_campaign, get_campaign, get_issue_result, issue_coupon};
+use crate::application::{accept_issue_request, create_campaign, get_campaign, get_issue_result};
 use crate::domain::ports::{LogError, StoreError};
 
 const DOMAIN: &str = "coupon.v1";
@@ -273,11 +273,11 @@ impl From<get_campaign::Error> for ConnectError {
     }
 }
 
-impl From<issue_coupon::Error> for ConnectError {
-    fn from(e: issue_coupon::Error) -> Self {
+impl From<accept_issue_request::Error> for ConnectError {
+    fn from(e: accept_issue_request::Error) -> Self {
         match e {
-            issue_coupon::Error::NotFound(id) => campaign_not_found(id),
-            issue_coupon::Error::NotStarted { starts_at } => {
+            accept_issue_request::Error::NotFound(id) => campaign_not_found(id),
+            accept_issue_request::Error::NotStarted { starts_at } => {
                 let starts_at = starts_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
                 error(
                     ErrorCode::FailedPrecondition,
@@ -286,14 +286,14 @@ impl From<issue_coupon::Error> for ConnectError {
                     &[("starts_at", starts_at.clone())],
                 )
             }
-            issue_coupon::Error::SoldOut => error(
+            accept_issue_request::Error::SoldOut => error(
                 ErrorCode::ResourceExhausted,
                 reason::CAMPAIGN_SOLD_OUT,
                 "campaign is sold out".into(),
                 &[],
             ),
-            issue_coupon::Error::Log(e) => log_error(e),
-            issue_coupon::Error::Store(e) => store_error(e),
+            accept_issue_request::Error::Log(e) => log_error(e),
+            accept_issue_request::Error::Store(e) => store_error(e),
         }
     }
 }

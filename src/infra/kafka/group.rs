@@ -1,6 +1,7 @@
-//! The consumer side: a consumer group spreads partitions over workers, and a worker
-//! decides each partition it holds in a task of its own (see `partition`), so that one
-//! partition blocked on a lock or a failing batch never stops the others.
+//! The consumer side's group mechanics: a consumer group spreads partitions over
+//! workers; this worker's [`GroupMember`] turns rebalances into events and gives each
+//! partition it holds a queue and a [`PartitionFeed`] of its own, so that the loop in
+//! `interfaces::log_worker::kafka` can decide every partition in its own task.
 //!
 //! Positions come from PostgreSQL, never from Kafka's committed offsets (nothing is
 //! committed to Kafka): on assignment every partition starts at the offset stored with
@@ -25,14 +26,10 @@ use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
-use super::partition::PartitionWorker;
+use super::partition::PartitionFeed;
 use super::{TopicSettings, client_config};
-use crate::application::IssueCoupons;
 use crate::domain::ports::IssuanceStore;
-use crate::infra::key_fingerprint::KeyMismatch;
 
 const RETRY_DELAY: Duration = Duration::from_millis(200);
 
@@ -43,15 +40,6 @@ pub struct WorkerSettings {
     pub session_timeout: Duration,
     /// This worker's key's; a campaign record stamped with another stops the worker.
     pub key_fingerprint: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error("kafka client: {0}")]
-    Kafka(#[from] KafkaError),
-    /// The log was written with another key: deciding it would make other codes.
-    #[error(transparent)]
-    Key(#[from] KeyMismatch),
 }
 
 pub(super) type GroupConsumer<S> = StreamConsumer<RebalanceContext<S>>;
@@ -208,120 +196,89 @@ impl<S: IssuanceStore> ConsumerContext for RebalanceContext<S> {
     }
 }
 
-/// Consumes and decides until `shutdown` is cancelled; the batches in flight finish,
-/// then the worker leaves the group so its partitions move at once.
-pub async fn run_worker<S: IssuanceStore + Clone>(
-    topic: TopicSettings,
-    settings: WorkerSettings,
-    store: S,
-    issue: Arc<IssueCoupons<S>>,
-    shutdown: CancellationToken,
-) -> Result<(), WorkerError> {
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let context = RebalanceContext {
-        store: store.clone(),
-        topic: topic.topic.clone(),
-        runtime: tokio::runtime::Handle::current(),
-        consumer: OnceLock::new(),
-        split: Mutex::new(HashSet::new()),
-        events: events_tx,
-    };
-    let consumer: Arc<GroupConsumer<S>> = Arc::new(
-        client_config(&topic.brokers)
-            .set("group.id", &settings.group)
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                settings.session_timeout.as_millis().to_string(),
-            )
-            // A member learns from a heartbeat that a rebalance started, and each
-            // cooperative rebalance takes two rounds of joins: at a quarter of the 6 s
-            // session timeout, moving partitions paused 1.6–2.0 s; at 500 ms, 1.0–1.2 s.
-            .set(
-                "heartbeat.interval.ms",
-                (settings.session_timeout.as_millis() / 4)
-                    .min(500)
-                    .to_string(),
-            )
-            .set("fetch.wait.max.ms", "50")
-            .create_with_context(context)?,
-    );
-    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
-    consumer.subscribe(&[&topic.topic])?;
-    tracing::info!(topic = %topic.topic, group = %settings.group, "issuing worker subscribed");
-
-    let mut partitions = Partitions {
-        consumer: consumer.clone(),
-        store,
-        issue,
-        topic: topic.topic.clone(),
-        shutdown: shutdown.clone(),
-        queues: HashMap::new(),
-        running: HashMap::new(),
-        tasks: JoinSet::new(),
-        warned_clock: Arc::new(AtomicBool::new(false)),
-        key_fingerprint: settings.key_fingerprint.as_str().into(),
-        refused: None,
-    };
-    while partitions.refused.is_none() {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(event) = events.recv() => partitions.handle(event),
-            // Serves rebalances; records come through the partitions' own queues.
-            message = consumer.recv() => match message {
-                Ok(m) => tracing::error!(partition = m.partition(), offset = m.offset(),
-                    "record outside its partition's queue; left undecided"),
-                Err(error) => tracing::warn!(%error, "consumer error"),
-            },
-            Some(joined) = partitions.tasks.join_next() => partitions.reap(joined),
-        }
-    }
-    partitions.finish().await;
-    consumer.unsubscribe();
-    tracing::info!("issuing worker stopped");
-    match partitions.refused {
-        Some(mismatch) => Err(mismatch.into()),
-        None => Ok(()),
-    }
+/// What the group asks of this worker, in order.
+pub enum GroupEvent<S: IssuanceStore> {
+    /// A partition is this worker's now: decide what its feed delivers.
+    Assigned(PartitionFeed<S>),
+    /// The partition is no longer this worker's; its batch in flight may finish (or be
+    /// fenced), the new owner starts from storage.
+    Revoked { partition: i32 },
 }
 
-/// The partitions this worker holds, each decided by its own task.
-struct Partitions<S: IssuanceStore> {
+/// This worker's membership of the consumer group: rebalances in, partition feeds out.
+pub struct GroupMember<S: IssuanceStore> {
     consumer: Arc<GroupConsumer<S>>,
-    store: S,
-    issue: Arc<IssueCoupons<S>>,
+    events: mpsc::UnboundedReceiver<PartitionEvent<S>>,
     topic: String,
-    shutdown: CancellationToken,
     queues: HashMap<i32, Arc<PartitionQueue<S>>>,
-    /// The stop signal of each assigned partition's task.
-    running: HashMap<i32, CancellationToken>,
-    tasks: JoinSet<Result<(), KeyMismatch>>,
     warned_clock: Arc<AtomicBool>,
     key_fingerprint: Arc<str>,
-    /// Set when a partition's log was written with another key: the worker stops.
-    refused: Option<KeyMismatch>,
 }
 
-impl<S: IssuanceStore + Clone> Partitions<S> {
-    fn handle(&mut self, event: PartitionEvent<S>) {
-        match event {
-            PartitionEvent::Split { partition, queue } => {
-                self.queues.insert(partition, Arc::new(queue));
-            }
-            PartitionEvent::Assigned { partition, seeded } => self.start(partition, seeded),
-            PartitionEvent::Revoked { partition } => {
-                // Its batch in flight finishes (or is fenced); the new owner starts
-                // from storage.
-                if let Some(stop) = self.running.remove(&partition) {
-                    stop.cancel();
+impl<S: IssuanceStore + Clone> GroupMember<S> {
+    /// Joins `settings.group` on the topic; partitions start at the offsets `store`
+    /// holds, never at Kafka's committed ones (nothing is committed to Kafka).
+    pub fn join(
+        topic: &TopicSettings,
+        settings: &WorkerSettings,
+        store: S,
+    ) -> Result<Self, KafkaError> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let context = RebalanceContext {
+            store,
+            topic: topic.topic.clone(),
+            runtime: tokio::runtime::Handle::current(),
+            consumer: OnceLock::new(),
+            split: Mutex::new(HashSet::new()),
+            events: events_tx,
+        };
+        let consumer: Arc<GroupConsumer<S>> =
+            Arc::new(consumer_config(topic, settings).create_with_context(context)?);
+        let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+        consumer.subscribe(&[&topic.topic])?;
+        tracing::info!(topic = %topic.topic, group = %settings.group, "issuing worker subscribed");
+        Ok(Self {
+            consumer,
+            events,
+            topic: topic.topic.clone(),
+            queues: HashMap::new(),
+            warned_clock: Arc::new(AtomicBool::new(false)),
+            key_fingerprint: settings.key_fingerprint.as_str().into(),
+        })
+    }
+
+    /// The group's next request; serves rebalances meanwhile (records come through the
+    /// partitions' own queues).
+    pub async fn next_event(&mut self) -> GroupEvent<S> {
+        loop {
+            let event = tokio::select! {
+                Some(event) = self.events.recv() => event,
+                message = self.consumer.recv() => {
+                    match message {
+                        Ok(m) => tracing::error!(partition = m.partition(), offset = m.offset(),
+                            "record outside its partition's queue; left undecided"),
+                        Err(error) => tracing::warn!(%error, "consumer error"),
+                    }
+                    continue;
+                }
+            };
+            match event {
+                PartitionEvent::Split { partition, queue } => {
+                    self.queues.insert(partition, Arc::new(queue));
+                }
+                PartitionEvent::Assigned { partition, seeded } => {
+                    if let Some(feed) = self.feed(partition, seeded) {
+                        return GroupEvent::Assigned(feed);
+                    }
+                }
+                PartitionEvent::Revoked { partition } => {
+                    return GroupEvent::Revoked { partition };
                 }
             }
         }
     }
 
-    fn start(&mut self, partition: i32, seeded: Option<u64>) {
+    fn feed(&self, partition: i32, seeded: Option<u64>) -> Option<PartitionFeed<S>> {
         let (Some(queue), Ok(log_partition)) =
             (self.queues.get(&partition), u32::try_from(partition))
         else {
@@ -329,48 +286,48 @@ impl<S: IssuanceStore + Clone> Partitions<S> {
                 partition,
                 "assigned without a queue of its own; not deciding it"
             );
-            return;
+            return None;
         };
-        let stop = self.shutdown.child_token();
-        if let Some(previous) = self.running.insert(partition, stop.clone()) {
-            previous.cancel();
-        }
-        let worker = PartitionWorker {
+        Some(PartitionFeed {
             partition,
             log_partition,
             queue: queue.clone(),
             consumer: self.consumer.clone(),
-            store: self.store.clone(),
-            issue: self.issue.clone(),
             topic: self.topic.clone(),
-            next_offset: seeded,
-            stop,
+            seeded,
             warned_clock: self.warned_clock.clone(),
             key_fingerprint: self.key_fingerprint.clone(),
-        };
-        self.tasks.spawn(worker.run());
+        })
     }
 
-    fn reap(&mut self, joined: Result<Result<(), KeyMismatch>, tokio::task::JoinError>) {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(mismatch)) => {
-                tracing::error!(error = %mismatch, "refusing to decide a log written with another key");
-                self.refused.get_or_insert(mismatch);
-            }
-            Err(error) => tracing::error!(%error, "a partition's task failed"),
-        }
+    /// Leaves the group so the partitions move at once (call after the feeds' batches
+    /// in flight finished).
+    pub fn leave(self) {
+        self.consumer.unsubscribe();
+        tracing::info!("issuing worker left the group");
     }
+}
 
-    /// Every task stops taking records and finishes its batch in flight.
-    async fn finish(&mut self) {
-        for stop in self.running.values() {
-            stop.cancel();
-        }
-        while let Some(joined) = self.tasks.join_next().await {
-            self.reap(joined);
-        }
-        self.running.clear();
-        self.queues.clear();
-    }
+fn consumer_config(topic: &TopicSettings, settings: &WorkerSettings) -> rdkafka::ClientConfig {
+    let mut config = client_config(&topic.brokers);
+    config
+        .set("group.id", &settings.group)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            settings.session_timeout.as_millis().to_string(),
+        )
+        // A member learns from a heartbeat that a rebalance started, and each
+        // cooperative rebalance takes two rounds of joins: at a quarter of the 6 s
+        // session timeout, moving partitions paused 1.6–2.0 s; at 500 ms, 1.0–1.2 s.
+        .set(
+            "heartbeat.interval.ms",
+            (settings.session_timeout.as_millis() / 4)
+                .min(500)
+                .to_string(),
+        )
+        .set("fetch.wait.max.ms", "50");
+    config
 }

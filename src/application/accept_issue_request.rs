@@ -1,6 +1,6 @@
 //! Requirement: a user asks for a coupon. The request is accepted (durably appended to
 //! the log, a ticket returned) or refused at once when it surely cannot win. Whether it
-//! wins is decided later, in log order, by `issue_coupons`.
+//! wins is decided later, in log order, by `decide_issue_requests`.
 
 use std::time::Duration;
 
@@ -44,14 +44,14 @@ pub struct Settings {
     pub clock_skew_allowance: TimeDelta,
 }
 
-pub struct IssueCoupon<R, L> {
+pub struct AcceptIssueRequest<R, L> {
     campaigns: CampaignCache<R>,
     log: L,
     seal: TicketSeal,
     clock_skew_allowance: TimeDelta,
 }
 
-impl<R: CampaignRepository, L: IssueLog> IssueCoupon<R, L> {
+impl<R: CampaignRepository, L: IssueLog> AcceptIssueRequest<R, L> {
     pub fn new(campaigns: R, log: L, seal: TicketSeal, settings: Settings) -> Self {
         Self {
             campaigns: CampaignCache::new(campaigns, settings.campaign_ttl),

@@ -1,0 +1,60 @@
+//! The embedded issuing worker: follows the embedded log from where its one partition
+//! resumes and hands each batch to `DecideIssueRequests`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::retry::{self, Backoff, Outcome};
+use crate::application::DecideIssueRequests;
+use crate::application::decide_issue_requests::Input;
+use crate::domain::ports::IssuanceStore;
+use crate::infra::embedded_log::{self, EmbeddedLog, PARTITION};
+
+/// Records decided per transaction at most.
+const BATCH: u32 = 2_048;
+
+/// Runs until `shutdown` is cancelled; a batch in flight is finished first.
+pub async fn run<S: IssuanceStore>(
+    log: EmbeddedLog,
+    decide: Arc<DecideIssueRequests<S>>,
+    shutdown: CancellationToken,
+) {
+    let Some(mut resume_at) = retry::resume_point(&decide, PARTITION, &shutdown).await else {
+        return;
+    };
+    tracing::info!(resume_at, "issuing worker started");
+    let mut end = log.end();
+    let mut read_failures = Backoff::default();
+    while !shutdown.is_cancelled() {
+        let raw = match log.read(resume_at, BATCH).await {
+            Ok(raw) => raw,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the log; retrying");
+                read_failures.pause(&shutdown).await;
+                continue;
+            }
+        };
+        read_failures = Backoff::default();
+        let Some(last) = raw.last() else {
+            // Caught up: sleep until the writer publishes a new end.
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                changed = end.wait_for(|end| *end > resume_at) => if changed.is_err() { break },
+            }
+            continue;
+        };
+        let input = Input {
+            partition: PARTITION,
+            resume_at,
+            read_end: last.offset + 1,
+            records: raw.iter().filter_map(embedded_log::decode).collect(),
+        };
+        resume_at = match retry::decide_until_committed(&decide, input, &shutdown).await {
+            Outcome::Committed(output) => output.resume_at,
+            Outcome::Fenced { resume_at } => resume_at,
+            Outcome::Stopped => break,
+        };
+    }
+    tracing::info!(resume_at, "issuing worker stopped");
+}
