@@ -2,13 +2,13 @@
 //! of the partition's offset is the first write, so its row lock orders concurrent
 //! workers of one partition; the batch's rows then go in one statement per table.
 
-use sqlx::{Postgres, Transaction};
+use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PgStore;
 use super::repositories::{CampaignRow, campaign_from_row, insert_campaign};
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
-use crate::domain::{Campaign, CampaignId, CouponCode, UserId};
+use crate::domain::{Campaign, CampaignId, Coupon, CouponCode, TicketResult, UserId};
 use crate::infra::sql_error::{corrupt, store_error};
 use crate::infra::sql_values::{to_i64, to_u64};
 
@@ -127,97 +127,83 @@ impl IssuanceBatch for PgBatch {
 
     /// One statement per table for the whole batch: rows travel as parallel arrays.
     async fn commit(mut self, changes: BatchChanges) -> Result<(), StoreError> {
-        const COUPONS: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at) \
-             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::uuid[], $6::timestamptz[])";
-        const TICKETS: &str = "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::smallint[], $5::text[], $6::bigint[], $7::bigint[]) \
-             ON CONFLICT (ticket_id) DO NOTHING";
-        const COUNTS: &str = "UPDATE campaigns AS c SET issued_coupons = v.n \
-             FROM UNNEST($1::uuid[], $2::bigint[]) AS v (id, n) WHERE c.id = v.id";
-
         // First: the coupons below may belong to a campaign created in this batch.
         for campaign in &changes.new_campaigns {
             insert_campaign(&mut *self.tx, campaign).await?;
         }
         if !changes.coupons.is_empty() {
-            let n = changes.coupons.len();
-            let (mut codes, mut campaigns, mut ordinals) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            let (mut users, mut tickets, mut issued_at) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for c in &changes.coupons {
-                codes.push(c.code.as_str());
-                campaigns.push(c.campaign_id.as_uuid());
-                ordinals.push(to_i64(c.ordinal)?);
-                users.push(c.user_id.as_str());
-                tickets.push(c.ticket_id.as_uuid());
-                issued_at.push(c.issued_at);
-            }
-            sqlx::query(COUPONS)
-                .bind(codes)
-                .bind(campaigns)
-                .bind(ordinals)
-                .bind(users)
-                .bind(tickets)
-                .bind(issued_at)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(store_error)?;
+            insert_coupons(&mut self.tx, &changes.coupons).await?;
         }
         if !changes.tickets.is_empty() {
-            let n = changes.tickets.len();
-            let (mut ids, mut campaigns, mut users, mut statuses) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            let (mut codes, mut partitions, mut offsets) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for t in &changes.tickets {
-                ids.push(t.ticket_id.as_uuid());
-                campaigns.push(t.campaign_id.as_uuid());
-                users.push(t.user_id.as_str());
-                statuses.push(t.status.code());
-                codes.push(t.coupon_code.as_ref().map(CouponCode::as_str));
-                partitions.push(i64::from(t.position.partition));
-                offsets.push(to_i64(t.position.offset)?);
-            }
-            sqlx::query(TICKETS)
-                .bind(ids)
-                .bind(campaigns)
-                .bind(users)
-                .bind(statuses)
-                .bind(codes)
-                .bind(partitions)
-                .bind(offsets)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(store_error)?;
+            insert_tickets(&mut self.tx, &changes.tickets).await?;
         }
         if !changes.issued_counts.is_empty() {
-            let mut ids = Vec::with_capacity(changes.issued_counts.len());
-            let mut counts = Vec::with_capacity(changes.issued_counts.len());
-            for (id, issued) in &changes.issued_counts {
-                ids.push(id.as_uuid());
-                counts.push(to_i64(*issued)?);
-            }
-            sqlx::query(COUNTS)
-                .bind(ids)
-                .bind(counts)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(store_error)?;
+            update_issued_counts(&mut self.tx, &changes.issued_counts).await?;
         }
         self.tx.commit().await.map_err(store_error)
     }
+}
+
+/// One column of `rows`, for an `UNNEST` parameter.
+fn column<'a, T, C>(rows: &'a [T], field: impl Fn(&'a T) -> C) -> Vec<C> {
+    rows.iter().map(field).collect()
+}
+
+/// One column of `rows` whose values may not fit the database's type.
+fn checked_column<T>(
+    rows: &[T],
+    field: impl Fn(&T) -> Result<i64, StoreError>,
+) -> Result<Vec<i64>, StoreError> {
+    rows.iter().map(field).collect()
+}
+
+async fn insert_coupons(tx: &mut PgConnection, coupons: &[Coupon]) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at) \
+         SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::uuid[], $6::timestamptz[])";
+    sqlx::query(SQL)
+        .bind(column(coupons, |c| c.code.as_str()))
+        .bind(column(coupons, |c| c.campaign_id.as_uuid()))
+        .bind(checked_column(coupons, |c| to_i64(c.ordinal))?)
+        .bind(column(coupons, |c| c.user_id.as_str()))
+        .bind(column(coupons, |c| c.ticket_id.as_uuid()))
+        .bind(column(coupons, |c| c.issued_at))
+        .execute(tx)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+async fn insert_tickets(tx: &mut PgConnection, tickets: &[TicketResult]) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::smallint[], $5::text[], $6::bigint[], $7::bigint[]) \
+         ON CONFLICT (ticket_id) DO NOTHING";
+    sqlx::query(SQL)
+        .bind(column(tickets, |t| t.ticket_id.as_uuid()))
+        .bind(column(tickets, |t| t.campaign_id.as_uuid()))
+        .bind(column(tickets, |t| t.user_id.as_str()))
+        .bind(column(tickets, |t| t.status.code()))
+        .bind(column(tickets, |t| {
+            t.coupon_code.as_ref().map(CouponCode::as_str)
+        }))
+        .bind(column(tickets, |t| i64::from(t.position.partition)))
+        .bind(checked_column(tickets, |t| to_i64(t.position.offset))?)
+        .execute(tx)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+async fn update_issued_counts(
+    tx: &mut PgConnection,
+    counts: &[(CampaignId, u64)],
+) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE campaigns AS c SET issued_coupons = v.n \
+         FROM UNNEST($1::uuid[], $2::bigint[]) AS v (id, n) WHERE c.id = v.id";
+    sqlx::query(SQL)
+        .bind(column(counts, |(id, _)| id.as_uuid()))
+        .bind(checked_column(counts, |(_, issued)| to_i64(*issued))?)
+        .execute(tx)
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }

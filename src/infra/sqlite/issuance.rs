@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::repositories::{INSERT_CAMPAIGN, campaign_from_row, select_campaign};
 use super::{SqliteStore, to_millis};
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
-use crate::domain::{Campaign, CampaignId, CouponCode, UserId};
+use crate::domain::{Campaign, CampaignId, Coupon, CouponCode, TicketResult, UserId};
 use crate::infra::sql_error::{corrupt, sqlite_error, store_error};
 use crate::infra::sql_values::{to_i64, to_u64};
 
@@ -153,70 +153,82 @@ fn load_holders(
 
 /// One prepared statement per table, executed per row, and one COMMIT.
 fn commit(conn: &Connection, changes: &BatchChanges) -> Result<(), StoreError> {
-    const COUPONS: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?)";
-    const TICKETS: &str = "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ticket_id) DO NOTHING";
-    const COUNT: &str = "UPDATE campaigns SET issued_coupons = ? WHERE id = ?";
-
-    if !changes.new_campaigns.is_empty() {
-        let mut insert = conn.prepare_cached(INSERT_CAMPAIGN).map_err(sqlite_error)?;
-        for c in &changes.new_campaigns {
-            insert
-                .execute(params![
-                    c.id.to_string(),
-                    c.name.as_str(),
-                    to_i64(c.total_coupons.get())?,
-                    to_millis(c.starts_at),
-                    to_millis(c.created_at),
-                    i64::from(c.origin.partition),
-                    to_i64(c.origin.offset)?
-                ])
-                .map_err(sqlite_error)?;
-        }
-    }
-    if !changes.coupons.is_empty() {
-        let mut insert = conn.prepare_cached(COUPONS).map_err(sqlite_error)?;
-        let mut campaign_ids = IdText::default();
-        for c in &changes.coupons {
-            insert
-                .execute(params![
-                    c.code.as_str(),
-                    campaign_ids.of(c.campaign_id),
-                    to_i64(c.ordinal)?,
-                    c.user_id.as_str(),
-                    c.ticket_id.to_string(),
-                    to_millis(c.issued_at)
-                ])
-                .map_err(sqlite_error)?;
-        }
-    }
-    if !changes.tickets.is_empty() {
-        let mut insert = conn.prepare_cached(TICKETS).map_err(sqlite_error)?;
-        let mut campaign_ids = IdText::default();
-        for t in &changes.tickets {
-            insert
-                .execute(params![
-                    t.ticket_id.to_string(),
-                    campaign_ids.of(t.campaign_id),
-                    t.user_id.as_str(),
-                    t.status.code(),
-                    t.coupon_code.as_ref().map(CouponCode::as_str),
-                    i64::from(t.position.partition),
-                    to_i64(t.position.offset)?
-                ])
-                .map_err(sqlite_error)?;
-        }
-    }
-    if !changes.issued_counts.is_empty() {
-        let mut update = conn.prepare_cached(COUNT).map_err(sqlite_error)?;
-        for (campaign_id, issued) in &changes.issued_counts {
-            update
-                .execute(params![to_i64(*issued)?, campaign_id.to_string()])
-                .map_err(sqlite_error)?;
-        }
-    }
+    // First: the coupons below may belong to a campaign created in this batch.
+    insert_campaigns(conn, &changes.new_campaigns)?;
+    insert_coupons(conn, &changes.coupons)?;
+    insert_tickets(conn, &changes.tickets)?;
+    update_issued_counts(conn, &changes.issued_counts)?;
     conn.execute_batch("COMMIT").map_err(sqlite_error)
+}
+
+fn insert_campaigns(conn: &Connection, campaigns: &[Campaign]) -> Result<(), StoreError> {
+    let mut insert = conn.prepare_cached(INSERT_CAMPAIGN).map_err(sqlite_error)?;
+    for c in campaigns {
+        insert
+            .execute(params![
+                c.id.to_string(),
+                c.name.as_str(),
+                to_i64(c.total_coupons.get())?,
+                to_millis(c.starts_at),
+                to_millis(c.created_at),
+                i64::from(c.origin.partition),
+                to_i64(c.origin.offset)?
+            ])
+            .map_err(sqlite_error)?;
+    }
+    Ok(())
+}
+
+fn insert_coupons(conn: &Connection, coupons: &[Coupon]) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?)";
+    let mut insert = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+    let mut campaign_ids = IdText::default();
+    for c in coupons {
+        insert
+            .execute(params![
+                c.code.as_str(),
+                campaign_ids.of(c.campaign_id),
+                to_i64(c.ordinal)?,
+                c.user_id.as_str(),
+                c.ticket_id.to_string(),
+                to_millis(c.issued_at)
+            ])
+            .map_err(sqlite_error)?;
+    }
+    Ok(())
+}
+
+fn insert_tickets(conn: &Connection, tickets: &[TicketResult]) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ticket_id) DO NOTHING";
+    let mut insert = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+    let mut campaign_ids = IdText::default();
+    for t in tickets {
+        insert
+            .execute(params![
+                t.ticket_id.to_string(),
+                campaign_ids.of(t.campaign_id),
+                t.user_id.as_str(),
+                t.status.code(),
+                t.coupon_code.as_ref().map(CouponCode::as_str),
+                i64::from(t.position.partition),
+                to_i64(t.position.offset)?
+            ])
+            .map_err(sqlite_error)?;
+    }
+    Ok(())
+}
+
+fn update_issued_counts(conn: &Connection, counts: &[(CampaignId, u64)]) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE campaigns SET issued_coupons = ? WHERE id = ?";
+    let mut update = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+    for (campaign_id, issued) in counts {
+        update
+            .execute(params![to_i64(*issued)?, campaign_id.to_string()])
+            .map_err(sqlite_error)?;
+    }
+    Ok(())
 }
 
 /// A campaign id's text, formatted once per run of rows of the same campaign: a batch is
