@@ -1,5 +1,7 @@
-//! The issuing worker's transaction on SQLite, run by one dedicated OS thread that owns a
-//! rusqlite connection. `IssuanceStore::begin` hands the thread a session; each batch call
+//! Every write to the state database, run by one dedicated OS thread that owns a rusqlite
+//! connection: the issuing worker's batches, the API's campaign rows, and the health
+//! check's ping (so health reports the path writes take). `IssuanceStore::begin` hands
+//! the thread a session; each batch call
 //! is one message answered on a oneshot, and the statements themselves are plain function
 //! calls on that thread (sqlx would hand every statement, and every row, to its own
 //! connection thread and back). `BEGIN IMMEDIATE` takes the write lock up front, so the
@@ -15,10 +17,23 @@ use super::repositories::{INSERT_CAMPAIGN, campaign_from_row, select_campaign};
 use super::{SqliteStore, to_millis};
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, Coupon, CouponCode, TicketResult, UserId};
-use crate::infra::sql_error::{corrupt, sqlite_error, store_error};
+use crate::infra::sql_error::{corrupt, sqlite_error};
 use crate::infra::sql_values::{to_i64, to_u64};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// What the writer thread is asked to do, in order.
+pub(super) enum Job {
+    /// One batch's transaction.
+    Batch(Session),
+    /// A campaign row stored by the API (CreateCampaign), in a transaction of its own.
+    InsertCampaign(Box<Campaign>, Reply<()>),
+    /// One statement on the writer's connection, for the health check.
+    Ping(Reply<()>),
+    /// Panics the thread, as a bug would (tests of what health reports then).
+    #[cfg(test)]
+    Crash,
+}
 
 /// One batch's transaction, as the writer thread receives it.
 pub(super) struct Session {
@@ -43,46 +58,60 @@ fn writer_stopped() -> StoreError {
     StoreError::Unavailable("the SQLite writer thread stopped".into())
 }
 
-/// Starts the writer thread; it stops once every sender of sessions is dropped.
-pub(super) fn spawn_writer(conn: Connection) -> Result<std_mpsc::Sender<Session>, StoreError> {
-    let (sessions, queue) = std_mpsc::channel::<Session>();
+/// Starts the writer thread; it stops once every sender of jobs is dropped.
+pub(super) fn spawn_writer(conn: Connection) -> Result<std_mpsc::Sender<Job>, StoreError> {
+    let (jobs, queue) = std_mpsc::channel::<Job>();
     std::thread::Builder::new()
         .name("coupon-sqlite-writer".into())
         .spawn(move || run_writer(&conn, &queue))
         .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
-    Ok(sessions)
+    Ok(jobs)
 }
 
-fn run_writer(conn: &Connection, queue: &std_mpsc::Receiver<Session>) {
-    while let Ok(session) = queue.recv() {
-        let begun = begin(conn, session.partition, session.expected, session.next);
-        let ok = begun.is_ok();
-        // A caller that went away drops its ops sender too: the loop below then ends.
-        let _ = session.reply.send(begun);
-        if ok {
-            while let Ok(op) = session.ops.recv() {
-                match op {
-                    Op::LoadCampaigns(ids, reply) => {
-                        let _ = reply.send(load_campaigns(conn, &ids));
-                    }
-                    Op::LoadHolders(campaign, users, reply) => {
-                        let _ = reply.send(load_holders(conn, campaign, &users));
-                    }
-                    Op::Commit(changes, reply) => {
-                        let _ = reply.send(commit(conn, &changes));
-                        break;
-                    }
-                }
+fn run_writer(conn: &Connection, queue: &std_mpsc::Receiver<Job>) {
+    while let Ok(job) = queue.recv() {
+        match job {
+            Job::Batch(session) => run_session(conn, session),
+            Job::InsertCampaign(campaign, reply) => {
+                let _ = reply.send(insert_campaigns(conn, std::slice::from_ref(&*campaign)));
             }
-        }
-        // Whatever did not commit (an error, a fenced or abandoned batch) leaves nothing.
-        if !conn.is_autocommit()
-            && let Err(error) = conn.execute_batch("ROLLBACK")
-        {
-            tracing::error!(%error, "rolling back an unfinished batch failed");
+            Job::Ping(reply) => {
+                let _ = reply.send(conn.execute_batch("SELECT 1").map_err(sqlite_error));
+            }
+            #[cfg(test)]
+            Job::Crash => panic!("writer thread crashed on purpose"),
         }
     }
     tracing::debug!("SQLite writer stopped");
+}
+
+fn run_session(conn: &Connection, session: Session) {
+    let begun = begin(conn, session.partition, session.expected, session.next);
+    let ok = begun.is_ok();
+    // A caller that went away drops its ops sender too: the loop below then ends.
+    let _ = session.reply.send(begun);
+    if ok {
+        while let Ok(op) = session.ops.recv() {
+            match op {
+                Op::LoadCampaigns(ids, reply) => {
+                    let _ = reply.send(load_campaigns(conn, &ids));
+                }
+                Op::LoadHolders(campaign, users, reply) => {
+                    let _ = reply.send(load_holders(conn, campaign, &users));
+                }
+                Op::Commit(changes, reply) => {
+                    let _ = reply.send(commit(conn, &changes));
+                    break;
+                }
+            }
+        }
+    }
+    // Whatever did not commit (an error, a fenced or abandoned batch) leaves nothing.
+    if !conn.is_autocommit()
+        && let Err(error) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!(%error, "rolling back an unfinished batch failed");
+    }
 }
 
 fn begin(conn: &Connection, partition: u32, expected: u64, next: u64) -> Result<(), StoreError> {
@@ -95,15 +124,10 @@ fn begin(conn: &Connection, partition: u32, expected: u64, next: u64) -> Result<
     conn.prepare_cached(ENSURE)
         .and_then(|mut s| s.execute(params![i64::from(partition)]))
         .map_err(sqlite_error)?;
+    let (to, from) = (to_i64(next)?, to_i64(expected)?);
     let advanced = conn
         .prepare_cached(ADVANCE)
-        .and_then(|mut s| {
-            s.execute(params![
-                to_i64(next).unwrap_or(i64::MAX),
-                i64::from(partition),
-                to_i64(expected).unwrap_or(i64::MAX)
-            ])
-        })
+        .and_then(|mut s| s.execute(params![to, i64::from(partition), from]))
         .map_err(sqlite_error)?;
     if advanced != 1 {
         let stored: i64 = conn
@@ -251,11 +275,15 @@ impl IssuanceStore for SqliteStore {
 
     async fn next_offset(&self, partition: u32) -> Result<u64, StoreError> {
         const SQL: &str = "SELECT next_offset FROM partition_offsets WHERE log_partition = ?";
-        let stored: Option<i64> = sqlx::query_scalar(SQL)
-            .bind(i64::from(partition))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(store_error)?;
+        let stored: Option<i64> = self.readers.with(|conn| {
+            conn.prepare_cached(SQL)
+                .and_then(|mut select| {
+                    select
+                        .query_row(params![i64::from(partition)], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(sqlite_error)
+        })?;
         stored.map_or(Ok(0), to_u64)
     }
 
@@ -271,16 +299,25 @@ impl IssuanceStore for SqliteStore {
         let (ops, ops_queue) = std_mpsc::channel();
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(Session {
+            .send(Job::Batch(Session {
                 partition,
                 expected,
                 next,
                 ops: ops_queue,
                 reply,
-            })
+            }))
             .map_err(|_| writer_stopped())?;
         answer.await.map_err(|_| writer_stopped())??;
         Ok(SqliteBatch { ops })
+    }
+}
+
+impl SqliteStore {
+    /// Runs `job` on the writer thread and waits for its answer.
+    pub(super) async fn ask<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer.send(job(reply)).map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 }
 
@@ -324,6 +361,47 @@ mod tests {
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
     #[tokio::test]
+    async fn health_follows_the_writer_thread() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(&dir.path().join("state.sqlite")).await?;
+        store.ping().await?;
+        // A bug that kills the thread: every write fails from now on, and so does the
+        // ping the health check makes (it used to go through a separate sqlx pool).
+        let _ = store.writer.send(Job::Crash);
+        let refused = store.ping().await;
+        assert!(
+            matches!(&refused, Err(StoreError::Unavailable(m)) if m.contains("writer thread stopped")),
+            "{refused:?}"
+        );
+        Ok(())
+    }
+
+    /// A campaign of 10 coupons, started, created at `offset` of partition 0.
+    fn campaign_at(offset: u64) -> Result<Campaign, Box<dyn std::error::Error>> {
+        let new = NewCampaign::new(
+            CampaignName::parse("t")?,
+            TotalCoupons::parse(10)?,
+            Utc::now(),
+        );
+        Ok(new.placed_at(LogPosition {
+            partition: 0,
+            offset,
+        }))
+    }
+
+    fn first_coupon_of(campaign: &Campaign) -> Result<Coupon, Box<dyn std::error::Error>> {
+        Ok(Coupon {
+            code: CouponCode::parse("가나다라마바사아자1")?,
+            campaign_id: campaign.id,
+            // Characters JSON escapes, on the way through the one-row page read too.
+            user_id: UserId::parse("u\"1\\ 사용자")?,
+            ticket_id: TicketId::generate(),
+            issued_at: crate::domain::campaign::truncate_to_millis(Utc::now()),
+            ordinal: 1,
+        })
+    }
+
+    #[tokio::test]
     async fn the_offset_is_compare_and_set_and_an_abandoned_batch_leaves_nothing() -> TestResult {
         let dir = tempfile::tempdir()?;
         let store = SqliteStore::open(&dir.path().join("state.sqlite")).await?;
@@ -341,29 +419,13 @@ mod tests {
         }
 
         // A batch dropped before its commit rolls back, and the writer takes the next one.
-        let campaign = NewCampaign::new(
-            CampaignName::parse("t")?,
-            TotalCoupons::parse(10)?,
-            Utc::now(),
-        )
-        .placed_at(LogPosition {
-            partition: 0,
-            offset: 5,
-        });
+        let campaign = campaign_at(5)?;
         let mut batch = store.begin(0, 5, 6).await?;
         assert!(batch.load_campaigns(&[campaign.id]).await?.is_empty());
         drop(batch);
         assert_eq!(store.next_offset(0).await?, 5);
 
-        let coupon = Coupon {
-            code: CouponCode::parse("가나다라마바사아자1")?,
-            campaign_id: campaign.id,
-            // Characters JSON escapes, on the way through the one-row page read too.
-            user_id: UserId::parse("u\"1\\ 사용자")?,
-            ticket_id: TicketId::generate(),
-            issued_at: crate::domain::campaign::truncate_to_millis(Utc::now()),
-            ordinal: 1,
-        };
+        let coupon = first_coupon_of(&campaign)?;
         let changes = BatchChanges {
             new_campaigns: vec![campaign.clone()],
             coupons: vec![coupon.clone()],

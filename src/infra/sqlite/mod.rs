@@ -1,5 +1,7 @@
 //! SQLite storage of the embedded mode: campaigns, coupons, ticket results and the
-//! decided offset, in one WAL-mode file.
+//! decided offset, in one WAL-mode file. sqlx only creates and migrates the file;
+//! rusqlite does everything at run time (reads in `readers`, writes on one thread in
+//! `issuance`).
 
 mod issuance;
 pub(crate) mod meta;
@@ -11,7 +13,6 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use issuance::SqliteBatch;
@@ -20,25 +21,20 @@ pub(crate) use readers::Readers;
 use super::sql_error::{corrupt, store_error};
 use crate::domain::ports::StoreError;
 
-/// Handle to the state database; cheap to clone. The API's reads use rusqlite
-/// connections (see `readers`), the issuing worker's transactions one writer thread
-/// (see `issuance`); the sqlx pool migrates, pings and inserts the API's campaigns.
+/// Handle to the state database; cheap to clone. Reads use rusqlite connections (see
+/// `readers`), writes one writer thread (see `issuance`).
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
     readers: std::sync::Arc<readers::Readers>,
-    writer: std::sync::mpsc::Sender<issuance::Session>,
+    writer: std::sync::mpsc::Sender<issuance::Job>,
     path: PathBuf,
 }
 
 impl SqliteStore {
-    /// One round trip, for the health check.
+    /// One statement on the writer thread, for the health check: a writer that stopped
+    /// (every write would fail) reports the store down.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.ask(issuance::Job::Ping).await
     }
 
     /// Opens (creating if needed) and migrates the state database at `path`.
@@ -64,9 +60,9 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migrating {}: {e}", path.display())))?;
+        pool.close().await;
         let writer = issuance::spawn_writer(open_writer(path, Durability::Normal)?)?;
         Ok(Self {
-            pool,
             readers: readers::Readers::new(path),
             writer,
             path: path.to_owned(),
@@ -200,60 +196,13 @@ mod tests {
         let path = dir.path().join("state.sqlite");
         let campaign = Uuid::now_v7();
         let (issued, repeat, sold_out) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        {
-            let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-                .create_if_missing(true);
-            let pool = SqlitePoolOptions::new().connect_with(options).await?;
-            let mut first_only = sqlx::migrate!("migrations/sqlite");
-            first_only.migrations = Cow::Owned(first_only.migrations[..1].to_vec());
-            first_only.run(&pool).await?;
-            sqlx::query(
-                "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset) \
-                 VALUES (?, 'old', 1, 1, 0, 0, 0, 0)",
-            )
-            .bind(campaign.to_string())
-            .execute(&pool)
-            .await?;
-            sqlx::query(
-                "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms) \
-                 VALUES ('가나다라마바사아자1', ?, 1, 'alice', ?, 1000)",
-            )
-            .bind(campaign.to_string())
-            .bind(issued.to_string())
-            .execute(&pool)
-            .await?;
-            for (ticket, user, status, code, offset) in [
-                (
-                    issued,
-                    "alice",
-                    IssueStatus::Issued,
-                    Some("가나다라마바사아자1"),
-                    1,
-                ),
-                (
-                    repeat,
-                    "alice",
-                    IssueStatus::AlreadyIssued,
-                    Some("가나다라마바사아자1"),
-                    2,
-                ),
-                (sold_out, "bob", IssueStatus::SoldOut, None, 3),
-            ] {
-                sqlx::query(
-                    "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
-                     VALUES (?, ?, ?, ?, ?, 0, ?)",
-                )
-                .bind(ticket.to_string())
-                .bind(campaign.to_string())
-                .bind(user)
-                .bind(status.code())
-                .bind(code)
-                .bind(offset)
-                .execute(&pool)
-                .await?;
-            }
-            pool.close().await;
-        }
+        let code = Some("가나다라마바사아자1");
+        let tickets = [
+            (issued, "alice", IssueStatus::Issued, code, 1),
+            (repeat, "alice", IssueStatus::AlreadyIssued, code, 2),
+            (sold_out, "bob", IssueStatus::SoldOut, None, 3),
+        ];
+        write_first_schema(&path, campaign, &tickets).await?;
 
         let store = SqliteStore::open(&path).await?;
         let coupons = store
@@ -276,6 +225,54 @@ mod tests {
                 has_coupon.then(|| coupons[0].code.clone())
             );
         }
+        Ok(())
+    }
+
+    type OldTicket<'a> = (Uuid, &'a str, IssueStatus, Option<&'a str>, i64);
+
+    /// A database as the first schema wrote it: one campaign, alice's coupon and the
+    /// tickets.
+    async fn write_first_schema(
+        path: &Path,
+        campaign: Uuid,
+        tickets: &[OldTicket<'_>],
+    ) -> TestResult {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true);
+        let pool = SqlitePoolOptions::new().connect_with(options).await?;
+        let mut first_only = sqlx::migrate!("migrations/sqlite");
+        first_only.migrations = Cow::Owned(first_only.migrations[..1].to_vec());
+        first_only.run(&pool).await?;
+        sqlx::query(
+            "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset) \
+             VALUES (?, 'old', 1, 1, 0, 0, 0, 0)",
+        )
+        .bind(campaign.to_string())
+        .execute(&pool)
+        .await?;
+        sqlx::query(
+            "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms) \
+             VALUES ('가나다라마바사아자1', ?, 1, 'alice', ?, 1000)",
+        )
+        .bind(campaign.to_string())
+        .bind(tickets[0].0.to_string())
+        .execute(&pool)
+        .await?;
+        for (ticket, user, status, code, offset) in tickets {
+            sqlx::query(
+                "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
+                 VALUES (?, ?, ?, ?, ?, 0, ?)",
+            )
+            .bind(ticket.to_string())
+            .bind(campaign.to_string())
+            .bind(*user)
+            .bind(status.code())
+            .bind(*code)
+            .bind(*offset)
+            .execute(&pool)
+            .await?;
+        }
+        pool.close().await;
         Ok(())
     }
 }

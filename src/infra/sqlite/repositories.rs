@@ -2,7 +2,8 @@
 
 use uuid::Uuid;
 
-use super::{SqliteStore, from_millis, to_millis};
+use super::issuance::Job;
+use super::{SqliteStore, from_millis};
 use crate::domain::ports::{CampaignRepository, StoreError, TicketRepository};
 use crate::domain::{
     Campaign, CampaignId, CampaignName, Coupon, CouponCode, IssueStatus, LogPosition, TicketId,
@@ -10,7 +11,7 @@ use crate::domain::{
 };
 use rusqlite::{OptionalExtension, params};
 
-use crate::infra::sql_error::{corrupt, sqlite_error, store_error};
+use crate::infra::sql_error::{corrupt, sqlite_error};
 use crate::infra::sql_values::{to_i64, to_u64};
 
 pub(super) type CampaignRow = (String, String, i64, i64, i64, i64, i64, i64);
@@ -111,27 +112,10 @@ pub(super) const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, total
      WHERE campaigns.origin_partition = excluded.origin_partition \
      AND excluded.origin_offset < campaigns.origin_offset AND campaigns.issued_coupons = 0";
 
-pub(super) async fn insert_campaign<'c, E>(executor: E, c: &Campaign) -> Result<(), StoreError>
-where
-    E: sqlx::SqliteExecutor<'c>,
-{
-    sqlx::query(INSERT_CAMPAIGN)
-        .bind(c.id.to_string())
-        .bind(c.name.as_str())
-        .bind(to_i64(c.total_coupons.get())?)
-        .bind(to_millis(c.starts_at))
-        .bind(to_millis(c.created_at))
-        .bind(i64::from(c.origin.partition))
-        .bind(to_i64(c.origin.offset)?)
-        .execute(executor)
-        .await
-        .map_err(store_error)?;
-    Ok(())
-}
-
 impl CampaignRepository for SqliteStore {
     async fn insert_campaign(&self, campaign: &Campaign) -> Result<(), StoreError> {
-        insert_campaign(&self.pool, campaign).await
+        let campaign = Box::new(campaign.clone());
+        self.ask(|reply| Job::InsertCampaign(campaign, reply)).await
     }
 
     async fn find_campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StoreError> {
