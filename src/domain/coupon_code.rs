@@ -84,7 +84,9 @@ fn char_of(symbol: u16) -> char {
     } else {
         0x30 + (symbol - HANGUL_COUNT)
     };
-    char::from_u32(scalar).unwrap_or('0')
+    char::from_u32(scalar).unwrap_or_else(|| {
+        unreachable!("symbols below RADIX are Hangul syllables or ASCII digits, never surrogates")
+    })
 }
 
 pub struct CodeGenerator {

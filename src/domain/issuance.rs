@@ -347,6 +347,25 @@ mod tests {
             prop::collection::vec((0usize..3, 0u8..12, -50i64..50), 0..120)
         }
 
+        /// A ledger as a batch's transaction loads it from `counts` and `holders`.
+        fn loaded_ledger<'g>(
+            codes: &'g CodeGenerator,
+            campaigns: &[Campaign],
+            counts: &HashMap<CampaignId, u64>,
+            holders: &[(CampaignId, UserId, CouponCode)],
+        ) -> CampaignLedger<'g> {
+            let mut ledger = CampaignLedger::new(codes);
+            for c in campaigns {
+                let mut c = c.clone();
+                c.issued_coupons = counts.get(&c.id).copied().unwrap_or(0);
+                ledger.add_campaign(c);
+            }
+            for (campaign_id, user, code) in holders {
+                ledger.add_holder(*campaign_id, user.clone(), code.clone());
+            }
+            ledger
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -374,15 +393,7 @@ mod tests {
                 let mut seen_codes = HashSet::new();
                 for (chunk_index, chunk) in history.chunks(batch).enumerate() {
                     // A new ledger per batch, loaded from the "store" like a transaction.
-                    let mut ledger = CampaignLedger::new(&codes);
-                    for c in &campaigns {
-                        let mut c = c.clone();
-                        c.issued_coupons = store_counts.get(&c.id).copied().unwrap_or(0);
-                        ledger.add_campaign(c);
-                    }
-                    for (campaign_id, user, code) in &store_holders {
-                        ledger.add_holder(*campaign_id, user.clone(), code.clone());
-                    }
+                    let mut ledger = loaded_ledger(&codes, &campaigns, &store_counts, &store_holders);
                     for (i, (c, user, at_ms)) in chunk.iter().enumerate() {
                         let offset = (chunk_index * batch + i + 10) as u64;
                         let at = start + TimeDelta::milliseconds(*at_ms);

@@ -86,8 +86,8 @@ pub fn encode_stamped(event: &LogEvent, key_fingerprint: Option<&str>) -> Vec<u8
             user_id: Cow::Borrowed(user_id.as_str()),
         },
     };
-    // Serializing plain fields into a Vec cannot fail.
-    serde_json::to_vec(&wire).unwrap_or_default()
+    serde_json::to_vec(&wire)
+        .unwrap_or_else(|e| unreachable!("plain fields always serialize into a Vec: {e}"))
 }
 
 pub fn decode(bytes: &[u8]) -> Result<LogEvent, DecodeError> {

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::event_codec;
 use super::sql_error::{corrupt, sqlite_error, store_error};
+use super::sql_values::{to_i64, to_u64};
 use super::sqlite::{Durability, Readers, create_owner_only, meta, open_writer};
 use crate::domain::log::Appended;
 use crate::domain::ports::{IssueLog, LogError, StoreError};
@@ -120,7 +121,7 @@ impl EmbeddedLog {
     pub async fn read(&self, offset: u64, limit: u32) -> Result<Vec<RawRecord>, StoreError> {
         const SQL: &str = "SELECT log_offset, appended_at_ms, payload FROM log_records \
              WHERE log_offset >= ? ORDER BY log_offset LIMIT ?";
-        let from = i64::try_from(offset).unwrap_or(i64::MAX);
+        let from = to_i64(offset)?;
         self.readers
             .with_blocking(move |conn| {
                 let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
@@ -191,7 +192,7 @@ fn tail(conn: &Connection) -> Result<(u64, i64), StoreError> {
     let (next, last): (i64, i64) = conn
         .query_row(SQL, [], |row| Ok((row.get(0)?, row.get(1)?)))
         .map_err(sqlite_error)?;
-    Ok((u64::try_from(next).unwrap_or(0), last))
+    Ok((to_u64(next)?, last))
 }
 
 struct Writer {
@@ -280,6 +281,6 @@ impl Writer {
         // Dropping an uncommitted transaction rolls it back.
         tx.commit().map_err(sqlite_error)?;
         self.last_time = now;
-        Ok(DateTime::from_timestamp_millis(now).unwrap_or_else(Utc::now))
+        DateTime::from_timestamp_millis(now).ok_or_else(|| corrupt(format!("append time {now} ms")))
     }
 }
