@@ -16,11 +16,14 @@ async fn start(
     tempfile::TempDir,
 ) {
     let dir = tempfile::tempdir().expect("dir");
-    let config = embedded::Config {
-        listen: listen.parse().expect("addr"),
+    let config = embedded::EmbeddedArgs {
         data_dir: dir.path().to_path_buf(),
         admin,
-        serve: Default::default(),
+        serve: coupon::modes::ServeArgs {
+            listen: listen.parse().expect("addr"),
+            ..coupon::modes::ServeArgs::DEFAULT
+        },
+        telemetry: Default::default(),
     };
     (embedded::start(config).await, dir)
 }

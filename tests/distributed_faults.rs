@@ -208,17 +208,7 @@ async fn reads_fail_fast_while_postgres_is_down_and_recover_when_it_returns() {
     let producer = cluster.producer("producer", &[]).await;
     let _consumer = cluster.consumer("consumer");
     let client = producer.client.clone();
-    let campaign = client
-        .create_campaign("fail fast", 10, &rfc3339_in(TimeDelta::zero()))
-        .await
-        .expect("create");
-    let id = campaign["id"].as_str().expect("id").to_owned();
-    let ticket = client.issue(&id, "alice").await.expect("issue")["ticketId"]
-        .as_str()
-        .expect("ticket")
-        .to_owned();
-    let decided = client.await_one(&ticket, Duration::from_secs(60)).await;
-    assert_eq!(decided["status"], "ISSUE_STATUS_ISSUED", "{decided}");
+    let (id, ticket, decided) = client.issued_in_new_campaign("fail fast", "alice").await;
 
     tokio::task::spawn_blocking(|| services("kill-pg"))
         .await

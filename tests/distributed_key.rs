@@ -10,9 +10,7 @@ mod common;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use chrono::TimeDelta;
 use common::cluster::{Cluster, binary};
-use common::connect::rfc3339_in;
 use common::pg;
 use common::process::{Proc, free_port};
 use sqlx::Connection;
@@ -88,17 +86,7 @@ async fn nodes_with_another_key_than_the_deployments_refuse_to_start() {
     let producer = cluster.producer("producer", &[]).await;
     let mut consumer = cluster.consumer("consumer");
     let client = &producer.client;
-    let campaign = client
-        .create_campaign("keyed", 5, &rfc3339_in(TimeDelta::zero()))
-        .await
-        .expect("create");
-    let id = campaign["id"].as_str().expect("id").to_owned();
-    let ticket = client.issue(&id, "alice").await.expect("issue")["ticketId"]
-        .as_str()
-        .expect("ticket")
-        .to_owned();
-    let decided = client.await_one(&ticket, Duration::from_secs(60)).await;
-    assert_eq!(decided["status"], "ISSUE_STATUS_ISSUED", "{decided}");
+    let (id, _, decided) = client.issued_in_new_campaign("keyed", "alice").await;
 
     let other = with_other_key(&cluster);
     assert_refused(other.consumer("other-consumer"), &other, "other-consumer").await;
@@ -134,21 +122,10 @@ async fn a_rebuild_from_the_topic_with_another_key_decides_nothing() {
     };
     let producer = cluster.producer("producer", &[]).await;
     let consumer = cluster.consumer("consumer");
-    let campaign = producer
+    producer
         .client
-        .create_campaign("stamped", 5, &rfc3339_in(TimeDelta::zero()))
-        .await
-        .expect("create");
-    let id = campaign["id"].as_str().expect("id").to_owned();
-    let ticket = producer.client.issue(&id, "bob").await.expect("issue")["ticketId"]
-        .as_str()
-        .expect("ticket")
-        .to_owned();
-    let decided = producer
-        .client
-        .await_one(&ticket, Duration::from_secs(60))
+        .issued_in_new_campaign("stamped", "bob")
         .await;
-    assert_eq!(decided["status"], "ISSUE_STATUS_ISSUED", "{decided}");
 
     // An empty database accepts any key; only the topic knows the deployment's.
     let empty = pg::fresh_database().await.expect("database");

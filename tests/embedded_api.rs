@@ -346,11 +346,14 @@ async fn bad_input_is_refused_naming_the_field() {
 #[tokio::test]
 async fn state_survives_a_graceful_restart() {
     let dir = tempfile::tempdir().expect("dir");
-    let config = embedded::Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
+    let config = embedded::EmbeddedArgs {
         data_dir: dir.path().to_path_buf(),
         admin: Default::default(),
-        serve: Default::default(),
+        serve: coupon::modes::ServeArgs {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..coupon::modes::ServeArgs::DEFAULT
+        },
+        telemetry: Default::default(),
     };
     let running = embedded::start(config.clone()).await.expect("start");
     let client = Client::new(format!("http://{}", running.addr));

@@ -238,11 +238,14 @@ fn random_requests_get_well_formed_answers_and_write_nothing_half_way() {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let running = runtime
-        .block_on(embedded::start(embedded::Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
+        .block_on(embedded::start(embedded::EmbeddedArgs {
             data_dir: dir.path().to_path_buf(),
             admin: Default::default(),
-            serve: Default::default(),
+            serve: coupon::modes::ServeArgs {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                ..coupon::modes::ServeArgs::DEFAULT
+            },
+            telemetry: Default::default(),
         }))
         .expect("server starts");
     let base = format!("http://{}", running.addr);

@@ -8,11 +8,14 @@ use coupon::modes::embedded;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_against_the_embedded_server_verifies_and_reports() {
     let dir = tempfile::tempdir().expect("dir");
-    let config = embedded::Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
+    let config = embedded::EmbeddedArgs {
         data_dir: dir.path().join("data"),
         admin: Default::default(),
-        serve: Default::default(),
+        serve: coupon::modes::ServeArgs {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..coupon::modes::ServeArgs::DEFAULT
+        },
+        telemetry: Default::default(),
     };
     let running = embedded::start(config).await.expect("server");
     let target = format!("http://{}", running.addr);

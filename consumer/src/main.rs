@@ -9,12 +9,6 @@ use coupon::modes::distributed::{self, ConsumerArgs};
 use coupon::modes::shutdown;
 use tokio_util::sync::CancellationToken;
 
-// mimalloc: the request path allocates and frees many small buffers across threads, and
-// large response bodies (a page of 10,000 coupons); glibc malloc showed ~10 % of the
-// server's samples and page faults from mmap/munmap of every large buffer.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Coupon issuing worker (distributed mode): decides issue requests from Kafka into
 /// PostgreSQL. Run several; the group spreads partitions over them and moves them when
 /// one dies. SIGTERM finishes the batch in flight and leaves the group.
@@ -28,7 +22,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let Cli { args } = Cli::parse();
-    telemetry::init(args.common.log_format);
+    telemetry::init(args.common.telemetry.log_format);
     let stop = CancellationToken::new();
     shutdown::cancel_on_signal(stop.clone());
     match distributed::run_consumer(args, stop).await {

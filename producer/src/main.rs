@@ -9,12 +9,6 @@ use coupon::modes::distributed::{self, ProducerArgs};
 use coupon::modes::shutdown;
 use tokio_util::sync::CancellationToken;
 
-// mimalloc: the request path allocates and frees many small buffers across threads, and
-// large response bodies (a page of 10,000 coupons); glibc malloc showed ~10 % of the
-// server's samples and page faults from mmap/munmap of every large buffer.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Coupon service API node (distributed mode): the Connect API on Kafka + PostgreSQL.
 /// Run as many as you like behind a load balancer; every node needs the same secret key.
 #[derive(Parser, Debug)]
@@ -27,7 +21,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let Cli { args } = Cli::parse();
-    telemetry::init(args.common.log_format);
+    telemetry::init(args.common.telemetry.log_format);
     let stop = CancellationToken::new();
     shutdown::cancel_on_signal(stop.clone());
     let result = match distributed::start_producer(args, stop).await {

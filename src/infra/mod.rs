@@ -1,5 +1,8 @@
-//! Adapters: storage, logs, configuration. The only layer that differs between the
-//! embedded mode (SQLite + the embedded log) and the distributed one (PostgreSQL + Kafka).
+//! Outbound adapters: storage, logs, secrets, telemetry. With the log workers of
+//! `interfaces::log_worker`, the only code that differs between the embedded mode
+//! (SQLite + the embedded log) and the distributed one (PostgreSQL + Kafka). Nothing
+//! here calls a use case: the logs' mechanics are here, the loops that drive
+//! `DecideIssueRequests` with them are inbound adapters.
 
 pub mod data_dir;
 pub mod embedded_log;

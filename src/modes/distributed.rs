@@ -20,7 +20,6 @@ use crate::infra::key_fingerprint::{self, KeyMismatch};
 use crate::infra::metrics;
 use crate::infra::postgres::{PgStore, SessionLimits};
 use crate::infra::secret_file::{self, SecretFileError};
-use crate::infra::telemetry::LogFormat;
 use crate::interfaces::log_worker;
 use crate::interfaces::rpc::server;
 
@@ -68,17 +67,12 @@ pub struct CommonArgs {
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub db_max_connections: u32,
 
-    /// Log format on stderr; RUST_LOG sets the level (default info).
-    #[arg(long, env = "COUPON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub telemetry: super::TelemetryArgs,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ProducerArgs {
-    /// Address to serve the API on (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c).
-    #[arg(long, env = "COUPON_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-
     /// How long IssueCoupon waits for the broker's acknowledgement before answering
     /// `unavailable`.
     #[arg(long, env = "COUPON_ACK_TIMEOUT_MS", default_value_t = 5_000,
@@ -168,11 +162,8 @@ pub enum StartError {
     KafkaClient(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Worker(#[from] log_worker::kafka::WorkerError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] super::ListenError),
     #[error("server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -227,7 +218,7 @@ pub async fn start_producer(
     args: ProducerArgs,
     shutdown: CancellationToken,
 ) -> Result<RunningProducer, StartError> {
-    let admin = args.admin.guard_for(args.listen)?;
+    let admin = args.admin.guard_for(args.serve.listen)?;
     let secret = args.common.secret()?;
     let topic = args.common.topic();
     kafka::ensure_topic(&topic).await?;
@@ -239,7 +230,7 @@ pub async fn start_producer(
         &secret.fingerprint(),
     )?;
     let accept = accept_issue_request::Settings {
-        campaign_ttl: Duration::from_millis(100),
+        campaign_ttl: super::CAMPAIGN_TTL,
         clock_skew_allowance: TimeDelta::milliseconds(args.clock_skew_allowance_ms),
     };
     let (app, health) = super::api(
@@ -265,12 +256,7 @@ pub async fn start_producer(
         },
         shutdown.clone(),
     );
-    let (listener, addr) = super::bind(args.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: args.listen,
-            source,
-        })?;
+    let (listener, addr) = super::bind(args.serve.listen).await?;
     tracing::info!(%addr, topic = %topic.topic, "coupon producer (API) listening");
     let server = tokio::spawn(server::serve(
         listener,
@@ -332,12 +318,7 @@ async fn check_key(store: &PgStore, secret: &SecretKey) -> Result<(), StartError
 
 /// The consumer has no API: it serves only `/metrics`, on its own address.
 async fn serve_metrics(listen: SocketAddr, shutdown: CancellationToken) -> Result<(), StartError> {
-    let (listener, addr) = super::bind(listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: listen,
-            source,
-        })?;
+    let (listener, addr) = super::bind(listen).await?;
     tracing::info!(%addr, "metrics listening");
     let limits = super::ServeArgs::DEFAULT.connection_limits();
     tokio::spawn(async move {

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::TimeDelta;
+use connectrpc_health::StaticChecker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -26,12 +26,22 @@ const STATE_FILE: &str = "coupon.sqlite";
 const LOG_FILE: &str = "log.sqlite";
 const KEY_FILE: &str = "secret.key";
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: SocketAddr,
+/// The embedded mode's flags: the whole service in one process (`coupon`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct EmbeddedArgs {
+    /// Directory for the database, the log and the secret key (created if missing).
+    /// Back it up as a whole: the key is what makes codes reproducible.
+    #[arg(long, env = "COUPON_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    #[command(flatten)]
     pub admin: super::AdminArgs,
+
+    #[command(flatten)]
     pub serve: super::ServeArgs,
+
+    #[command(flatten)]
+    pub telemetry: super::TelemetryArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +58,8 @@ pub enum StartError {
     UserAuth(#[from] crate::interfaces::rpc::user_auth::UserAuthError),
     #[error("cannot open storage: {0}")]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] super::ListenError),
 }
 
 /// A started server; `stop` shuts it down gracefully.
@@ -91,67 +98,88 @@ impl Running {
     }
 }
 
-pub async fn start(config: Config) -> Result<Running, StartError> {
-    let admin = config.admin.guard_for(config.listen)?;
-    data_dir::create(&config.data_dir)?;
-    let lock = data_dir::lock(&config.data_dir)?;
-    let store = SqliteStore::open(&config.data_dir.join(STATE_FILE)).await?;
-    let log = EmbeddedLog::open(&config.data_dir.join(LOG_FILE)).await?;
-    let secret = load_key(&config.data_dir, &store, &log)?;
-
+pub async fn start(args: EmbeddedArgs) -> Result<Running, StartError> {
+    let admin = args.admin.guard_for(args.serve.listen)?;
+    let data = DataDir::open(&args.data_dir).await?;
+    let accept = accept_issue_request::Settings {
+        campaign_ttl: super::CAMPAIGN_TTL,
+        // The API and the log share this process's clock.
+        clock_skew_allowance: TimeDelta::zero(),
+    };
     let (app, health) = super::api(
-        store.clone(),
-        log.clone(),
-        TicketSeal::new(&secret),
-        accept_issue_request::Settings {
-            campaign_ttl: Duration::from_millis(100),
-            // The API and the log share this process's clock.
-            clock_skew_allowance: TimeDelta::zero(),
-        },
+        data.store.clone(),
+        data.log.clone(),
+        TicketSeal::new(&data.secret),
+        accept,
         admin,
-        config.serve.user_auth()?,
-        &config.serve,
+        args.serve.user_auth()?,
+        &args.serve,
     );
-    let (listener, addr) =
-        super::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+    let (listener, addr) = super::bind(args.serve.listen).await?;
     let shutdown = CancellationToken::new();
-    let probe_store = store.clone();
-    super::watch_health(
-        health,
-        move || {
-            let store = probe_store.clone();
-            async move {
-                // One SQLite-backed process: the log lives beside the store.
-                let up = store.ping().await.is_ok();
-                super::Probe { store: up, log: up }
-            }
-        },
-        shutdown.clone(),
-    );
+    watch_health(health, data.store.clone(), shutdown.clone());
     let decide = Arc::new(DecideIssueRequests::new(
-        store.clone(),
-        CodeGenerator::new(&secret),
+        data.store,
+        CodeGenerator::new(&data.secret),
     ));
-    let worker = tokio::spawn(log_worker::embedded::run(log, decide, shutdown.clone()));
+    let worker = tokio::spawn(log_worker::embedded::run(
+        data.log,
+        decide,
+        shutdown.clone(),
+    ));
     let server = tokio::spawn(server::serve(
         listener,
         app,
-        config.serve.connection_limits(),
+        args.serve.connection_limits(),
         shutdown.clone(),
     ));
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "coupon service (embedded) listening");
+    tracing::info!(%addr, data_dir = %args.data_dir.display(), "coupon service (embedded) listening");
     Ok(Running {
         addr,
         shutdown,
         server,
         worker,
-        _lock: lock,
+        _lock: data.lock,
     })
+}
+
+/// A data dir opened by this process: locked, both files open, the key checked.
+struct DataDir {
+    lock: DataDirLock,
+    store: SqliteStore,
+    log: EmbeddedLog,
+    secret: SecretKey,
+}
+
+impl DataDir {
+    async fn open(dir: &Path) -> Result<Self, StartError> {
+        data_dir::create(dir)?;
+        let lock = data_dir::lock(dir)?;
+        let store = SqliteStore::open(&dir.join(STATE_FILE)).await?;
+        let log = EmbeddedLog::open(&dir.join(LOG_FILE)).await?;
+        let secret = load_key(dir, &store, &log)?;
+        Ok(Self {
+            lock,
+            store,
+            log,
+            secret,
+        })
+    }
+}
+
+/// Health follows the store; one SQLite-backed process: the log lives beside it.
+fn watch_health(health: Arc<StaticChecker>, store: SqliteStore, shutdown: CancellationToken) {
+    super::watch_health(
+        health,
+        move || {
+            let store = store.clone();
+            async move {
+                let up = store.ping().await.is_ok();
+                super::Probe { store: up, log: up }
+            }
+        },
+        shutdown,
+    );
 }
 
 /// The data dir's key, checked against the fingerprints recorded in both files. A key

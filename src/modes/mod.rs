@@ -5,7 +5,7 @@ pub mod embedded;
 pub mod shutdown;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio::net::TcpListener;
 
 use crate::infra::metrics;
+use crate::infra::telemetry::LogFormat;
 use crate::interfaces::rpc::admin_auth::{self, AdminGuard, AdminToken};
 use crate::interfaces::rpc::limits::{self, AdmissionLimits, RequestLimits};
 use crate::interfaces::rpc::server::ConnectionLimits;
@@ -120,9 +121,25 @@ fn read_token_file(path: &std::path::Path) -> Result<String, AdminPolicyError> {
 /// instead of overflowing time arithmetic later.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
-/// What one API node lets its clients hold (both API binaries take these flags).
+/// How long an API node trusts a cached campaign (its issued count) in both modes.
+pub const CAMPAIGN_TTL: Duration = Duration::from_millis(100);
+
+/// How a process logs (every binary takes this flag).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TelemetryArgs {
+    /// Log format on stderr; RUST_LOG sets the level (default info).
+    #[arg(long, env = "COUPON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Where one API node serves and what it lets its clients hold (both API binaries take
+/// these flags).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// Address to serve the API on (Connect, gRPC, gRPC-Web; HTTP/1.1 and h2c).
+    #[arg(long, env = "COUPON_LISTEN", default_value_t = ServeArgs::DEFAULT.listen)]
+    pub listen: SocketAddr,
+
     /// Open client connections at most; more wait in the kernel's accept queue.
     #[arg(long, env = "COUPON_MAX_CONNECTIONS", default_value_t = ServeArgs::DEFAULT.max_connections,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -183,6 +200,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     pub const DEFAULT: Self = Self {
+        listen: SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8080)),
         max_connections: 10_000,
         max_in_flight: 512,
         max_queued: 4_096,
@@ -323,9 +341,19 @@ where
     });
 }
 
-/// Binds the API's listener; returns it with the address it actually got (port 0).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    Ok((listener, local))
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct ListenError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Binds a listener; returns it with the address it actually got (port 0).
+pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ListenError> {
+    let bound = async {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        Ok((listener, local))
+    };
+    bound.await.map_err(|source| ListenError { addr, source })
 }

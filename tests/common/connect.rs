@@ -138,6 +138,23 @@ impl Client {
             .expect("polled ticket")
     }
 
+    /// Creates a campaign that has started, issues `user` a coupon of it and waits for
+    /// the decision, which must be ISSUED: (campaign id, ticket id, final result).
+    pub async fn issued_in_new_campaign(&self, name: &str, user: &str) -> (String, String, Value) {
+        let campaign = self
+            .create_campaign(name, 5, &rfc3339_in(chrono::TimeDelta::zero()))
+            .await
+            .expect("create");
+        let id = campaign["id"].as_str().expect("id").to_owned();
+        let ticket = self.issue(&id, user).await.expect("issue")["ticketId"]
+            .as_str()
+            .expect("ticket")
+            .to_owned();
+        let decided = self.await_one(&ticket, Duration::from_secs(60)).await;
+        assert_eq!(decided["status"], "ISSUE_STATUS_ISSUED", "{decided}");
+        (id, ticket, decided)
+    }
+
     /// Polls every ticket until it is final; panics if one stays PENDING past `limit`.
     pub async fn await_final(&self, tickets: &[String], limit: Duration) -> HashMap<String, Value> {
         let deadline = Instant::now() + limit;

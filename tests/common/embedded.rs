@@ -19,11 +19,14 @@ impl Server {
     /// Starts on a free loopback port with these client limits.
     pub async fn start(serve: ServeArgs) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = embedded::Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
+        let config = embedded::EmbeddedArgs {
             data_dir: dir.path().to_path_buf(),
             admin: Default::default(),
-            serve,
+            serve: coupon::modes::ServeArgs {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                ..serve
+            },
+            telemetry: Default::default(),
         };
         let running = embedded::start(config).await.expect("server starts");
         let client = Client::new(format!("http://{}", running.addr));

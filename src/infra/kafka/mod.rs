@@ -1,7 +1,9 @@
 //! Apache Kafka as the issue log of the distributed mode. One topic; records keyed by
 //! campaign id, so a campaign lives in one partition and is decided in its order. The
 //! topic uses `LogAppendTime`: the partition leader's clock stamps every record, and
-//! that one clock decides whether a request came before a campaign's start.
+//! that one clock decides whether a request came before a campaign's start. `log`
+//! appends (the producer side); `group` and `partition` are the consumer side's
+//! mechanics, driven by `interfaces::log_worker::kafka`.
 
 mod group;
 mod log;
