@@ -28,25 +28,12 @@ fn services(action: &str) {
     assert!(status.success(), "scripts/services.sh {action} failed");
 }
 
-async fn await_health(client: &common::connect::Client, status: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let answer = client
-            .health()
-            .await
-            .map(|h| h["status"].clone())
-            .unwrap_or_default();
-        if answer == status {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "health never became {status} (last {answer})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Waits until the node reports `status` for the node as a whole.
+async fn await_health(client: &Client, status: &str) {
+    await_service_health(client, "", status).await;
 }
 
+/// Waits until the node reports `status` for `service` (`""`: the node as a whole).
 async fn await_service_health(client: &Client, service: &str, status: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

@@ -7,33 +7,18 @@
 
 mod common;
 
-use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::{Cluster, binary};
 use common::pg;
 use common::process::{Proc, free_port};
 use sqlx::Connection;
 
-/// Waits for the process to exit by itself; `None` if it is still running at the limit.
-async fn exit_within(proc: &mut Proc, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(status) = proc.child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
-}
-
 /// Asserts that the process exits non-zero within a minute, saying why in its log.
-async fn assert_refused(mut proc: Proc, cluster: &Cluster, name: &str) {
-    let status = exit_within(&mut proc, Duration::from_secs(60)).await;
-    let log =
-        std::fs::read_to_string(cluster.dir.path().join(format!("{name}.log"))).unwrap_or_default();
-    let status = status.unwrap_or_else(|| panic!("{name} kept running with another key:\n{log}"));
-    assert!(!status.success(), "{name} exited {status}:\n{log}");
+async fn assert_refused(proc: Proc, cluster: &Cluster, name: &str) {
+    let log = proc
+        .refused(Duration::from_secs(60), &cluster.log_path(name))
+        .await;
     assert!(
         log.contains("does not match")
             && log.contains("PostgreSQL database coupon_test_")
@@ -74,7 +59,7 @@ fn spawn_producer(cluster: &Cluster, name: &str) -> Proc {
         "--secret-key",
         &cluster.secret_hex,
     ];
-    let log = cluster.dir.path().join(format!("{name}.log"));
+    let log = cluster.log_path(name);
     Proc::spawn(binary("producer").to_str().expect("utf8"), &args, &log)
 }
 
@@ -130,11 +115,10 @@ async fn a_rebuild_from_the_topic_with_another_key_decides_nothing() {
     // An empty database accepts any key; only the topic knows the deployment's.
     let empty = pg::fresh_database().await.expect("database");
     let other = with_other_key(&cluster);
-    let mut rebuild = other.consumer_on("rebuild", &empty, "rebuild-group");
-    let status = exit_within(&mut rebuild, Duration::from_secs(60)).await;
-    let log = std::fs::read_to_string(other.dir.path().join("rebuild.log")).unwrap_or_default();
-    let status = status.unwrap_or_else(|| panic!("the rebuild kept running:\n{log}"));
-    assert!(!status.success(), "rebuild exited {status}:\n{log}");
+    let rebuild = other.consumer_on("rebuild", &empty, "rebuild-group");
+    let log = rebuild
+        .refused(Duration::from_secs(60), &other.log_path("rebuild"))
+        .await;
     assert!(
         log.contains("does not match")
             && log.contains(&format!(

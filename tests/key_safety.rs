@@ -8,8 +8,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::TimeDelta;
 use common::connect::{Client, rfc3339_in};
@@ -68,35 +67,15 @@ impl Setup {
     /// Starts the binary, which must refuse to start: exit non-zero at once. Returns
     /// its log.
     async fn refused(&self, data: &Path, name: &str, extra: &[&str]) -> String {
-        let (mut proc, _) = self.spawn_on(data, name, extra);
-        let status = exit_within(&mut proc, Duration::from_secs(20)).await;
-        let log = self.log_text(name);
-        let status = status.unwrap_or_else(|| panic!("{name} did not exit; its log:\n{log}"));
-        assert!(!status.success(), "{name} exited {status}; its log:\n{log}");
-        log
+        let (proc, _) = self.spawn_on(data, name, extra);
+        proc.refused(Duration::from_secs(20), &self.log(name)).await
     }
-}
-
-/// Waits for the process to exit by itself; `None` if it is still running at the limit.
-async fn exit_within(proc: &mut Proc, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(status) = proc.child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
 }
 
 /// SIGTERM, and the clean exit that follows.
 async fn stop(mut proc: Proc) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(proc.pid()),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal");
-    let status = exit_within(&mut proc, Duration::from_secs(30)).await;
+    proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = proc.exit_within(Duration::from_secs(30)).await;
     assert!(
         status.is_some_and(|s| s.success()),
         "clean stop: {status:?}"

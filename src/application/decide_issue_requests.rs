@@ -83,7 +83,8 @@ pub struct DecideIssueRequests<S> {
 struct Sorted {
     created: Vec<Campaign>,
     requests: Vec<IssueRequest>,
-    users: BTreeMap<CampaignId, BTreeSet<UserId>>,
+    /// The distinct users the batch names, per campaign, in order.
+    users: BTreeMap<CampaignId, Vec<UserId>>,
 }
 
 impl<S: IssuanceStore> DecideIssueRequests<S> {
@@ -163,8 +164,7 @@ impl<S: IssuanceStore> DecideIssueRequests<S> {
             ledger.add_created(campaign.clone());
         }
         for (campaign_id, users) in &sorted.users {
-            let users: Vec<UserId> = users.iter().cloned().collect();
-            for (user_id, code) in batch.load_holders(*campaign_id, &users).await? {
+            for (user_id, code) in batch.load_holders(*campaign_id, users).await? {
                 ledger.add_holder(*campaign_id, user_id, code);
             }
         }
@@ -174,6 +174,7 @@ impl<S: IssuanceStore> DecideIssueRequests<S> {
 
 fn sort(records: Vec<LogRecord>) -> Sorted {
     let mut sorted = Sorted::default();
+    let mut users: BTreeMap<CampaignId, BTreeSet<UserId>> = BTreeMap::new();
     for record in records {
         match record.event {
             LogEvent::CampaignCreated(new) => sorted.created.push(new.placed_at(record.position)),
@@ -182,8 +183,7 @@ fn sort(records: Vec<LogRecord>) -> Sorted {
                 campaign_id,
                 user_id,
             } => {
-                sorted
-                    .users
+                users
                     .entry(campaign_id)
                     .or_default()
                     .insert(user_id.clone());
@@ -197,6 +197,10 @@ fn sort(records: Vec<LogRecord>) -> Sorted {
             }
         }
     }
+    sorted.users = users
+        .into_iter()
+        .map(|(campaign, users)| (campaign, users.into_iter().collect()))
+        .collect();
     sorted
 }
 

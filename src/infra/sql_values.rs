@@ -1,6 +1,7 @@
 //! Conversions between domain numbers and SQL integers; shared by the SQLite and
 //! PostgreSQL adapters. Both databases only have signed 64-bit integers.
 
+use crate::domain::IssueStatus;
 use crate::domain::ports::StoreError;
 use crate::infra::sql_error::corrupt;
 
@@ -14,4 +15,12 @@ pub fn to_u64(n: i64) -> Result<u64, StoreError> {
 
 pub fn to_partition(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt(format!("log partition {n}")))
+}
+
+/// A ticket status as both stores keep it (`IssueStatus::code`).
+pub fn to_status(code: i64) -> Result<IssueStatus, StoreError> {
+    i16::try_from(code)
+        .ok()
+        .and_then(IssueStatus::from_code)
+        .ok_or_else(|| corrupt(format!("ticket status {code}")))
 }

@@ -78,6 +78,11 @@ impl Cluster {
         .collect()
     }
 
+    /// Where the process started under `name` writes its log.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
     /// Starts an API node on a free port and waits until it answers.
     pub async fn producer(&self, name: &str, extra: &[&str]) -> Producer {
         let port = free_port();
@@ -85,7 +90,7 @@ impl Cluster {
         args.extend(self.common_args(&self.database_url));
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let log = self.dir.path().join(format!("{name}.log"));
+        let log = self.log_path(name);
         let proc = Proc::spawn(binary("producer").to_str().expect("utf8"), &args, &log);
         let client = Client::new(format!("http://127.0.0.1:{port}"));
         wait_healthy(&client, Duration::from_secs(60)).await;
@@ -119,13 +124,13 @@ impl Cluster {
         args.extend(self.common_args(database_url));
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let log = self.dir.path().join(format!("{name}.log"));
+        let log = self.log_path(name);
         Proc::spawn(binary("consumer").to_str().expect("utf8"), &args, &log)
     }
 
     /// Waits until the process log `name` contains `needle`.
     pub async fn await_log(&self, name: &str, needle: &str, limit: Duration) {
-        let path = self.dir.path().join(format!("{name}.log"));
+        let path = self.log_path(name);
         let deadline = std::time::Instant::now() + limit;
         while !std::fs::read_to_string(&path)
             .unwrap_or_default()

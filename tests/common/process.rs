@@ -2,7 +2,7 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::connect::Client;
@@ -45,6 +45,29 @@ impl Proc {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Waits for it to exit by itself; `None` if it is still running at `limit`.
+    pub async fn exit_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    /// Asserts that it refuses to run: exits by itself, non-zero, within `limit`.
+    /// Returns its log (written to `log`), to check what it said.
+    pub async fn refused(mut self, limit: Duration, log: &Path) -> String {
+        let status = self.exit_within(limit).await;
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let name = log.display();
+        let status = status.unwrap_or_else(|| panic!("{name}: still running:\n{text}"));
+        assert!(!status.success(), "{name}: exited {status}:\n{text}");
+        text
     }
 
     /// SIGSTOP freezes it, SIGCONT resumes it, SIGTERM asks it to stop.

@@ -8,11 +8,11 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::domain::ports::{CampaignRepository, StoreError, TicketRepository};
 use crate::domain::{
-    Campaign, CampaignId, CampaignName, Coupon, CouponCode, IssueStatus, LogPosition, TicketId,
-    TicketResult, TotalCoupons, UserId,
+    Campaign, CampaignId, CampaignName, Coupon, CouponCode, LogPosition, TicketId, TicketResult,
+    TotalCoupons, UserId,
 };
 use crate::infra::sql_error::{corrupt, store_error};
-use crate::infra::sql_values::{to_i64, to_partition, to_u64};
+use crate::infra::sql_values::{to_i64, to_partition, to_status, to_u64};
 
 pub(super) type CampaignRow = (
     Uuid,
@@ -239,8 +239,7 @@ impl TicketRepository for PgStore {
             ticket_id: id,
             campaign_id: CampaignId::from_uuid(row.campaign_id),
             user_id: UserId::from_stored(&row.user_id).map_err(corrupt)?,
-            status: IssueStatus::from_code(row.status)
-                .ok_or_else(|| corrupt(format!("ticket status {}", row.status)))?,
+            status: to_status(row.status.into())?,
             coupon_code: row
                 .coupon_code
                 .as_deref()

@@ -6,13 +6,13 @@ use super::issuance::Job;
 use super::{SqliteStore, from_millis};
 use crate::domain::ports::{CampaignRepository, StoreError, TicketRepository};
 use crate::domain::{
-    Campaign, CampaignId, CampaignName, Coupon, CouponCode, IssueStatus, LogPosition, TicketId,
-    TicketResult, TotalCoupons, UserId,
+    Campaign, CampaignId, CampaignName, Coupon, CouponCode, LogPosition, TicketId, TicketResult,
+    TotalCoupons, UserId,
 };
 use rusqlite::{OptionalExtension, params};
 
 use crate::infra::sql_error::{corrupt, sqlite_error};
-use crate::infra::sql_values::{to_i64, to_u64};
+use crate::infra::sql_values::{to_i64, to_partition, to_status, to_u64};
 
 pub(super) type CampaignRow = (String, String, i64, i64, i64, i64, i64, i64);
 pub(super) type CouponRow = (String, String, i64, String, String, i64);
@@ -40,7 +40,7 @@ pub(super) fn campaign_from_row(row: CampaignRow) -> Result<Campaign, StoreError
         starts_at: from_millis(starts_at)?,
         created_at: from_millis(created_at)?,
         origin: LogPosition {
-            partition: u32::try_from(partition).map_err(corrupt)?,
+            partition: to_partition(partition)?,
             offset: to_u64(offset)?,
         },
     })
@@ -230,15 +230,11 @@ impl TicketRepository for SqliteStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let status = i16::try_from(row.status)
-            .ok()
-            .and_then(IssueStatus::from_code)
-            .ok_or_else(|| corrupt(format!("ticket status {}", row.status)))?;
         let result = TicketResult {
             ticket_id: id,
             campaign_id: parse_campaign_id(&row.campaign_id)?,
             user_id: UserId::from_stored(&row.user_id).map_err(corrupt)?,
-            status,
+            status: to_status(row.status)?,
             coupon_code: row
                 .coupon_code
                 .as_deref()
@@ -246,7 +242,7 @@ impl TicketRepository for SqliteStore {
                 .transpose()
                 .map_err(corrupt)?,
             position: LogPosition {
-                partition: u32::try_from(row.log_partition).map_err(corrupt)?,
+                partition: to_partition(row.log_partition)?,
                 offset: to_u64(row.log_offset)?,
             },
         };
