@@ -26,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 use common::faulty_store::{Fault, FaultPlan, FaultyStore};
 use common::model::{Expected, Model, ModelCampaign, Outcome};
 use coupon::application::{
-    AcceptIssueRequest, CreateCampaign, DecideIssueRequests, GetCampaign, GetIssueResult,
-    accept_issue_request, create_campaign, decide_issue_requests, get_campaign, get_issue_result,
+    AcceptIssueRequest, CreateCampaign, DecideIssueRequests, DecidedOffsets, GetCampaign,
+    GetIssueResult, accept_issue_request, create_campaign, decide_issue_requests, get_campaign,
+    get_issue_result,
 };
 use coupon::domain::coupon_code::is_well_formed;
 use coupon::domain::log::Appended;
@@ -217,6 +218,8 @@ struct Node {
     issue: Arc<AcceptIssueRequest<SqliteStore, RecordingLog>>,
     results: GetIssueResult<SqliteStore>,
     campaigns: GetCampaign<SqliteStore>,
+    /// What the worker published and the poll path reads, as in the server.
+    decided: DecidedOffsets,
     worker: Option<JoinHandle<()>>,
 }
 
@@ -241,6 +244,11 @@ impl Node {
             campaign_ttl: Duration::ZERO,
             clock_skew_allowance: SKEW_ALLOWANCE,
         };
+        let decided = DecidedOffsets::default();
+        let result_settings = get_issue_result::Settings {
+            cache_entries: 1_000,
+            max_waiting: 16,
+        };
         Ok(Self {
             create: CreateCampaign::new(store.clone(), recording.clone()),
             issue: Arc::new(AcceptIssueRequest::new(
@@ -249,8 +257,14 @@ impl Node {
                 TicketSeal::new(secret),
                 settings,
             )),
-            results: GetIssueResult::new(store.clone(), TicketSeal::new(secret)),
+            results: GetIssueResult::new(
+                store.clone(),
+                TicketSeal::new(secret),
+                decided.clone(),
+                result_settings,
+            ),
             campaigns: GetCampaign::new(store.clone()),
+            decided,
             store,
             log,
             worker: None,
@@ -265,15 +279,16 @@ impl Node {
         let shutdown = CancellationToken::new();
         let log = self.log.clone();
         let codes = CodeGenerator::new(secret);
+        let decided = self.decided.clone();
         self.worker = Some(match faults {
             None => {
                 let decide = Arc::new(DecideIssueRequests::new(self.store.clone(), codes));
-                tokio::spawn(log_worker::embedded::run(log, decide, shutdown))
+                tokio::spawn(log_worker::embedded::run(log, decide, decided, shutdown))
             }
             Some(plan) => {
                 let store = FaultyStore::new(self.store.clone(), plan.clone());
                 let decide = Arc::new(DecideIssueRequests::new(store, codes));
-                tokio::spawn(log_worker::embedded::run(log, decide, shutdown))
+                tokio::spawn(log_worker::embedded::run(log, decide, decided, shutdown))
             }
         });
     }
@@ -315,6 +330,19 @@ impl Node {
 
     async fn drain(&self) -> Check {
         drain(&self.store, self.log_end()).await
+    }
+
+    /// Waits until the worker published a decided offset at the log's end.
+    async fn await_published(&self) -> Check {
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        while self.decided.next_offset(PARTITION) < Some(self.log_end()) {
+            ensure!(
+                Instant::now() < deadline,
+                "the worker never published the end it decided"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 }
 
@@ -634,7 +662,8 @@ impl Case {
                 count(&mut self.tally, "accepted");
                 let id = seal
                     .open(&out.ticket)
-                    .map_err(|e| fail("an accepted ticket does not open", e))?;
+                    .map_err(|e| fail("an accepted ticket does not open", e))?
+                    .id;
                 let appended_now = self
                     .appends
                     .lock()
@@ -685,12 +714,14 @@ impl Case {
     async fn poll(&mut self, sealed: &str) -> Result<Seen, String> {
         let input = get_issue_result::Input {
             ticket: sealed.to_owned(),
+            wait: Duration::ZERO,
         };
         match self.node().results.execute(input).await {
             Ok(get_issue_result::Output::Pending { .. }) => Ok(Seen::Pending),
-            Ok(get_issue_result::Output::Decided { status, coupon, .. }) => {
-                Ok(Seen::Decided { status, coupon })
-            }
+            Ok(get_issue_result::Output::Decided(decided)) => Ok(Seen::Decided {
+                status: decided.status,
+                coupon: decided.coupon,
+            }),
             Err(error) => Err(fail("GetIssueResult", error)),
         }
     }
@@ -803,10 +834,14 @@ async fn second_worker(node: &Node, secret: &SecretKey, back: u64) -> Result<&'s
     let second = DecideIssueRequests::new(node.store.clone(), CodeGenerator::new(secret));
     let first = second.execute(input()).await;
     match &first {
-        Ok(_) => ensure!(
-            from == stored,
-            "a batch from offset {from} committed although {stored} was decided"
-        ),
+        Ok(out) => {
+            ensure!(
+                from == stored,
+                "a batch from offset {from} committed although {stored} was decided"
+            );
+            // A worker that commits tells the API nodes (distributed: its NOTIFY).
+            node.decided.publish(PARTITION, out.resume_at);
+        }
         Err(decide_issue_requests::Error::Fenced { resume_at: now, .. }) => {
             ensure!(
                 *now >= stored,
@@ -842,6 +877,9 @@ impl Case {
         node.kill_worker().await;
         node.start_worker(&secret, faults.as_ref());
         node.drain().await?;
+        // Polls below answer PENDING from what the worker published, as in the server:
+        // stop it only once it published what it committed.
+        node.await_published().await?;
         node.kill_worker().await;
 
         let model = self.check_log().await?;
@@ -1169,6 +1207,7 @@ impl Case {
         let worker = tokio::spawn(log_worker::embedded::run(
             node.log.clone(),
             decide,
+            DecidedOffsets::default(),
             shutdown.clone(),
         ));
         let drained = drain(&rebuilt, node.log_end()).await;

@@ -185,6 +185,10 @@ async fn campaigns_round_trip_and_coupons_page_in_issue_order() -> TestResult {
             ticket_id: TicketId::generate(),
             issued_at: at(START_MS + i64::try_from(ordinal)?),
             ordinal,
+            ticket_position: Some(LogPosition {
+                partition: 0,
+                offset: ordinal,
+            }),
         });
     }
     let batch = store.begin(0, 0, 1).await?;
@@ -260,6 +264,8 @@ async fn uniqueness_backstops_reject_the_whole_batch_by_constraint_name() -> Tes
             ticket_id: TicketId::generate(),
             issued_at: at(START_MS),
             ordinal,
+            // As coupons stored before positions were kept.
+            ticket_position: None,
         })
     };
     let first = coupon(1, "alice")?;

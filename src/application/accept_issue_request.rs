@@ -91,7 +91,7 @@ impl<R: CampaignRepository, L: IssueLog> AcceptIssueRequest<R, L> {
             .await?;
         metrics::counter!("coupon_tickets_accepted_total").increment(1);
         Ok(Output {
-            ticket: self.seal.seal(ticket_id),
+            ticket: self.seal.seal_at(ticket_id, appended.position),
             accepted_at: appended.appended_at,
         })
     }
@@ -108,7 +108,9 @@ impl<R: CampaignRepository, L: IssueLog> AcceptIssueRequest<R, L> {
             .await?
         {
             Some(coupon) => Ok(Output {
-                ticket: self.seal.seal(coupon.ticket_id),
+                ticket: self
+                    .seal
+                    .seal_as_handed_out(coupon.ticket_id, coupon.ticket_position),
                 accepted_at: coupon.issued_at,
             }),
             None => Err(Error::SoldOut),

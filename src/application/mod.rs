@@ -7,11 +7,13 @@ pub mod accept_issue_request;
 pub mod campaign_cache;
 pub mod create_campaign;
 pub mod decide_issue_requests;
+pub mod decided_offsets;
 pub mod get_campaign;
 pub mod get_issue_result;
 
 pub use accept_issue_request::AcceptIssueRequest;
 pub use create_campaign::CreateCampaign;
 pub use decide_issue_requests::DecideIssueRequests;
+pub use decided_offsets::DecidedOffsets;
 pub use get_campaign::GetCampaign;
 pub use get_issue_result::GetIssueResult;

@@ -23,6 +23,9 @@ pub struct Coupon {
     /// The log append time of the request that won it: deterministic under replay.
     pub issued_at: DateTime<Utc>,
     pub ordinal: u64,
+    /// Where the winning request sits in the log; `None` for coupons stored before it
+    /// was kept (their tickets were sealed without it).
+    pub ticket_position: Option<LogPosition>,
 }
 
 /// One issue request as read from the log.
@@ -144,6 +147,7 @@ impl<'g> CampaignLedger<'g> {
             ticket_id: request.ticket_id,
             issued_at: request.appended_at,
             ordinal,
+            ticket_position: Some(request.position),
         }))
     }
 }

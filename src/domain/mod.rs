@@ -14,5 +14,5 @@ pub use coupon_code::{CodeGenerator, CouponCode};
 pub use issuance::{CampaignLedger, Coupon, Decision, IssueRequest};
 pub use log::{LogEvent, LogPosition, LogRecord};
 pub use secret::SecretKey;
-pub use ticket::{IssueStatus, TicketId, TicketResult, TicketSeal};
+pub use ticket::{IssueStatus, OpenedTicket, TicketId, TicketResult, TicketSeal};
 pub use user::UserId;

@@ -1,8 +1,8 @@
 //! Conversions between domain numbers and SQL integers; shared by the SQLite and
 //! PostgreSQL adapters. Both databases only have signed 64-bit integers.
 
-use crate::domain::IssueStatus;
 use crate::domain::ports::StoreError;
+use crate::domain::{IssueStatus, LogPosition};
 use crate::infra::sql_error::corrupt;
 
 pub fn to_i64(n: u64) -> Result<i64, StoreError> {
@@ -15,6 +15,31 @@ pub fn to_u64(n: i64) -> Result<u64, StoreError> {
 
 pub fn to_partition(n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| corrupt(format!("log partition {n}")))
+}
+
+/// A coupon's ticket position: both columns set, or both NULL (stored before it was kept).
+pub fn to_ticket_position(
+    partition: Option<i64>,
+    offset: Option<i64>,
+) -> Result<Option<LogPosition>, StoreError> {
+    match (partition, offset) {
+        (Some(partition), Some(offset)) => Ok(Some(LogPosition {
+            partition: to_partition(partition)?,
+            offset: to_u64(offset)?,
+        })),
+        (None, None) => Ok(None),
+        _ => Err(corrupt("a coupon's ticket position is half set")),
+    }
+}
+
+/// The columns of a coupon's ticket position.
+pub fn from_ticket_position(
+    position: Option<LogPosition>,
+) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    Ok(match position {
+        Some(at) => (Some(i64::from(at.partition)), Some(to_i64(at.offset)?)),
+        None => (None, None),
+    })
 }
 
 /// A ticket status as both stores keep it (`IssueStatus::code`).

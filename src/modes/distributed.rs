@@ -11,14 +11,14 @@ use chrono::TimeDelta;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::application::{DecideIssueRequests, accept_issue_request};
+use crate::application::{DecideIssueRequests, DecidedOffsets, accept_issue_request};
 use crate::domain::ports::StoreError;
 use crate::domain::secret::SecretKeyError;
 use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::kafka::{self, KafkaLog, KafkaSetupError, TopicSettings, WorkerSettings};
 use crate::infra::key_fingerprint::{self, KeyMismatch};
 use crate::infra::metrics;
-use crate::infra::postgres::{PgStore, SessionLimits};
+use crate::infra::postgres::{PgStore, SessionLimits, follow_decided_offsets};
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::interfaces::log_worker;
 use crate::interfaces::rpc::server;
@@ -233,15 +233,16 @@ pub async fn start_producer(
         campaign_ttl: super::CAMPAIGN_TTL,
         clock_skew_allowance: TimeDelta::milliseconds(args.clock_skew_allowance_ms),
     };
-    let (app, health) = super::api(
-        store.clone(),
-        log.clone(),
-        TicketSeal::new(&secret),
+    let decided = DecidedOffsets::default();
+    let parts = super::ApiParts {
+        decided: decided.clone(),
+        seal: TicketSeal::new(&secret),
         accept,
         admin,
-        args.serve.user_auth()?,
-        &args.serve,
-    );
+        users: args.serve.user_auth()?,
+    };
+    let (app, health) = super::api(store.clone(), log.clone(), parts, &args.serve);
+    follow_decisions(&store, decided, &shutdown);
     super::watch_health(
         health,
         move || {
@@ -265,6 +266,18 @@ pub async fn start_producer(
         shutdown,
     ));
     Ok(RunningProducer { addr, server })
+}
+
+/// Keeps the node's decided offsets current from the consumers' notices, and answers
+/// its waiting long-polls once shutdown begins.
+fn follow_decisions(store: &PgStore, decided: DecidedOffsets, shutdown: &CancellationToken) {
+    super::answer_waiters_on_shutdown(decided.clone(), shutdown.clone());
+    let publish = move |partition, next| decided.publish(partition, next);
+    tokio::spawn(follow_decided_offsets(
+        store.clone(),
+        publish,
+        shutdown.clone(),
+    ));
 }
 
 /// Runs an issuing worker until `shutdown` is cancelled.

@@ -10,7 +10,7 @@ use connectrpc_health::StaticChecker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::application::{DecideIssueRequests, accept_issue_request};
+use crate::application::{DecideIssueRequests, DecidedOffsets, accept_issue_request};
 use crate::domain::ports::StoreError;
 use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::data_dir::{self, DataDirError, DataDirLock};
@@ -106,18 +106,19 @@ pub async fn start(args: EmbeddedArgs) -> Result<Running, StartError> {
         // The API and the log share this process's clock.
         clock_skew_allowance: TimeDelta::zero(),
     };
-    let (app, health) = super::api(
-        data.store.clone(),
-        data.log.clone(),
-        TicketSeal::new(&data.secret),
+    let decided = DecidedOffsets::default();
+    let parts = super::ApiParts {
+        decided: decided.clone(),
+        seal: TicketSeal::new(&data.secret),
         accept,
         admin,
-        args.serve.user_auth()?,
-        &args.serve,
-    );
+        users: args.serve.user_auth()?,
+    };
+    let (app, health) = super::api(data.store.clone(), data.log.clone(), parts, &args.serve);
     let (listener, addr) = super::bind(args.serve.listen).await?;
     let shutdown = CancellationToken::new();
     watch_health(health, data.store.clone(), shutdown.clone());
+    super::answer_waiters_on_shutdown(decided.clone(), shutdown.clone());
     let decide = Arc::new(DecideIssueRequests::new(
         data.store,
         CodeGenerator::new(&data.secret),
@@ -125,6 +126,7 @@ pub async fn start(args: EmbeddedArgs) -> Result<Running, StartError> {
     let worker = tokio::spawn(log_worker::embedded::run(
         data.log,
         decide,
+        decided,
         shutdown.clone(),
     ));
     let server = tokio::spawn(server::serve(

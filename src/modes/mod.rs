@@ -23,7 +23,8 @@ use crate::interfaces::rpc::server::ConnectionLimits;
 use crate::interfaces::rpc::user_auth::{UserAuth, UserAuthError};
 
 use crate::application::{
-    AcceptIssueRequest, CreateCampaign, GetCampaign, GetIssueResult, accept_issue_request,
+    AcceptIssueRequest, CreateCampaign, DecidedOffsets, GetCampaign, GetIssueResult,
+    accept_issue_request, get_issue_result,
 };
 use crate::domain::TicketSeal;
 use crate::domain::ports::{CampaignRepository, IssueLog, TicketRepository};
@@ -196,6 +197,19 @@ pub struct ServeArgs {
     #[arg(long, env = "COUPON_MAX_STREAMS_PER_CONNECTION", default_value_t = ServeArgs::DEFAULT.max_streams_per_connection,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_connection: u32,
+
+    /// GetIssueResult long-polls (`wait_ms` > 0) waiting at once at most; a waiting
+    /// long-poll gives its `--max-in-flight` slot back. Beyond it a long-poll is refused
+    /// with `unavailable` (reason OVERLOADED). Each costs a few KiB (docs/benchmarks.md).
+    #[arg(long, env = "COUPON_MAX_WAITING_POLLS", default_value_t = ServeArgs::DEFAULT.max_waiting_polls,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_waiting_polls: u32,
+
+    /// Final ticket results kept in memory, so a repeated poll of a decided ticket
+    /// costs no database read (final results never change). About 300 bytes each.
+    #[arg(long, env = "COUPON_RESULT_CACHE_ENTRIES", default_value_t = ServeArgs::DEFAULT.result_cache_entries,
+          value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    pub result_cache_entries: u32,
 }
 
 impl ServeArgs {
@@ -211,6 +225,8 @@ impl ServeArgs {
         idle_timeout_ms: 60_000,
         user_token_secret_file: None,
         max_streams_per_connection: 256,
+        max_waiting_polls: 50_000,
+        result_cache_entries: 200_000,
     };
 
     pub fn connection_limits(&self) -> ConnectionLimits {
@@ -225,6 +241,13 @@ impl ServeArgs {
     /// Where IssueCoupon's user id comes from.
     pub fn user_auth(&self) -> Result<UserAuth, UserAuthError> {
         UserAuth::from_secret_file(self.user_token_secret_file.as_deref())
+    }
+
+    fn result_settings(&self) -> get_issue_result::Settings {
+        get_issue_result::Settings {
+            cache_entries: self.result_cache_entries as usize,
+            max_waiting: self.max_waiting_polls as usize,
+        }
     }
 
     fn request_limits(&self) -> RequestLimits {
@@ -244,20 +267,34 @@ impl Default for ServeArgs {
     }
 }
 
+/// What an API node is wired with besides its store and its log.
+pub struct ApiParts {
+    /// What the node knows of how far the log is decided.
+    pub decided: DecidedOffsets,
+    pub seal: TicketSeal,
+    pub accept: accept_issue_request::Settings,
+    pub admin: AdminGuard,
+    pub users: UserAuth,
+}
+
 /// The API both modes serve: every use case wired to one store and one log.
 pub fn api<S, L>(
     store: S,
     log: L,
-    seal: TicketSeal,
-    accept: accept_issue_request::Settings,
-    admin: AdminGuard,
-    users: UserAuth,
+    parts: ApiParts,
     serve: &ServeArgs,
 ) -> (axum::Router, Arc<StaticChecker>)
 where
     S: CampaignRepository + TicketRepository + Clone,
     L: IssueLog + Clone,
 {
+    let ApiParts {
+        decided,
+        seal,
+        accept,
+        admin,
+        users,
+    } = parts;
     let campaigns = CampaignApi {
         create_campaign: CreateCampaign::new(store.clone(), log.clone()),
         get_campaign: GetCampaign::new(store.clone()),
@@ -266,7 +303,12 @@ where
     let coupons = CouponApi {
         accept_issue_request: AcceptIssueRequest::new(store.clone(), log, seal.clone(), accept),
         users,
-        get_issue_result: GetIssueResult::new(store, seal.clone()),
+        get_issue_result: GetIssueResult::new(
+            store,
+            seal.clone(),
+            decided,
+            serve.result_settings(),
+        ),
         seal,
     };
     let (app, health) = server::app(campaigns, coupons);
@@ -338,6 +380,15 @@ where
             }
             last = now;
         }
+    });
+}
+
+/// Answers every waiting long-poll (PENDING) once shutdown begins, so none of them
+/// holds the drain up.
+pub fn answer_waiters_on_shutdown(decided: DecidedOffsets, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        decided.close();
     });
 }
 

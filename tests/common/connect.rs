@@ -36,11 +36,22 @@ impl Client {
     }
 
     pub async fn call(&self, method: &str, body: Value) -> Result<Value, RpcError> {
+        self.call_with(method, body, &[]).await
+    }
+
+    /// A call with extra request headers (e.g. `connect-timeout-ms`).
+    pub async fn call_with(
+        &self,
+        method: &str,
+        body: Value,
+        headers: &[(&str, String)],
+    ) -> Result<Value, RpcError> {
         let url = format!("{}/{method}", self.base);
-        let response = self
-            .http
-            .post(url)
-            .json(&body)
+        let mut request = self.http.post(url).json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| RpcError::transport(e.to_string()))?;
@@ -127,6 +138,43 @@ impl Client {
             json!({"ticketId": ticket_id}),
         )
         .await
+    }
+
+    /// GetIssueResult with a wait; `deadline_ms` is the client's own deadline, sent as
+    /// `connect-timeout-ms`.
+    pub async fn long_poll(
+        &self,
+        ticket_id: &str,
+        wait_ms: u64,
+        deadline_ms: Option<u64>,
+    ) -> Result<Value, RpcError> {
+        let headers: Vec<(&str, String)> = deadline_ms
+            .map(|ms| ("connect-timeout-ms", ms.to_string()))
+            .into_iter()
+            .collect();
+        self.call_with(
+            "coupon.v1.CouponService/GetIssueResult",
+            json!({"ticketId": ticket_id, "waitMs": wait_ms}),
+            &headers,
+        )
+        .await
+    }
+
+    /// The value of one Prometheus series on the node's `/metrics` (0 when absent),
+    /// e.g. `coupon_result_reads_total{source="store"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Polls one ticket until it is final.

@@ -79,3 +79,33 @@ impl SlotHolder {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.request).await;
     }
 }
+
+/// Holds the issuing worker back: the test keeps the state database write-locked, so
+/// every accepted ticket stays PENDING (the API still accepts: the log is another file)
+/// until the hold is released.
+pub struct DecisionHold {
+    state_lock: rusqlite::Connection,
+}
+
+impl Server {
+    pub fn hold_decisions(&self) -> DecisionHold {
+        let state_lock = rusqlite::Connection::open(self._dir.path().join("coupon.sqlite"))
+            .expect("open the state database");
+        state_lock
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("lock the state database");
+        DecisionHold { state_lock }
+    }
+
+    /// The data dir's secret key, as an operator could read it from `secret.key`.
+    pub fn secret(&self) -> coupon::domain::SecretKey {
+        coupon::infra::secret_file::load(&self._dir.path().join("secret.key")).expect("key")
+    }
+}
+
+impl DecisionHold {
+    /// Unlocks: the worker decides what waited (within its busy handler's ~100 ms).
+    pub fn release(self) {
+        drop(self.state_lock);
+    }
+}

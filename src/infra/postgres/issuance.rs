@@ -6,11 +6,12 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::PgStore;
+use super::decided_listener::{DECIDED_CHANNEL, decided_notice};
 use super::repositories::{CampaignRow, campaign_from_row, insert_campaign};
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, Coupon, CouponCode, TicketResult, UserId};
 use crate::infra::sql_error::{corrupt, store_error};
-use crate::infra::sql_values::{to_i64, to_u64};
+use crate::infra::sql_values::{from_ticket_position, to_i64, to_u64};
 
 /// Which of a batch's users already hold a coupon of the campaign (public for the
 /// plan test in tests/postgres_store.rs).
@@ -28,6 +29,8 @@ pub const HOLDERS_SQL: &str = "SELECT u.user_id, c.code FROM UNNEST($2::text[]) 
 
 pub struct PgBatch {
     tx: Transaction<'static, Postgres>,
+    partition: u32,
+    next: u64,
 }
 
 impl IssuanceStore for PgStore {
@@ -83,7 +86,11 @@ impl IssuanceStore for PgStore {
                 stored: to_u64(stored)?,
             });
         }
-        Ok(PgBatch { tx })
+        Ok(PgBatch {
+            tx,
+            partition,
+            next,
+        })
     }
 }
 
@@ -140,8 +147,25 @@ impl IssuanceBatch for PgBatch {
         if !changes.issued_counts.is_empty() {
             update_issued_counts(&mut self.tx, &changes.issued_counts).await?;
         }
+        notify_decided(&mut self.tx, self.partition, self.next).await?;
         self.tx.commit().await.map_err(store_error)
     }
+}
+
+/// Tells every listening API node how far the partition is decided. Sent in the
+/// batch's transaction: PostgreSQL delivers it only if, and once, the batch commits.
+async fn notify_decided(
+    tx: &mut PgConnection,
+    partition: u32,
+    next: u64,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(DECIDED_CHANNEL)
+        .bind(decided_notice(partition, next))
+        .execute(tx)
+        .await
+        .map_err(store_error)?;
+    Ok(())
 }
 
 /// One column of `rows`, for an `UNNEST` parameter.
@@ -158,8 +182,12 @@ fn checked_column<T>(
 }
 
 async fn insert_coupons(tx: &mut PgConnection, coupons: &[Coupon]) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at) \
-         SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::uuid[], $6::timestamptz[])";
+    const SQL: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at, ticket_partition, ticket_offset) \
+         SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::bigint[], $4::text[], $5::uuid[], $6::timestamptz[], $7::bigint[], $8::bigint[])";
+    let positions = coupons
+        .iter()
+        .map(|c| from_ticket_position(c.ticket_position))
+        .collect::<Result<Vec<_>, _>>()?;
     sqlx::query(SQL)
         .bind(column(coupons, |c| c.code.as_str()))
         .bind(column(coupons, |c| c.campaign_id.as_uuid()))
@@ -167,6 +195,8 @@ async fn insert_coupons(tx: &mut PgConnection, coupons: &[Coupon]) -> Result<(),
         .bind(column(coupons, |c| c.user_id.as_str()))
         .bind(column(coupons, |c| c.ticket_id.as_uuid()))
         .bind(column(coupons, |c| c.issued_at))
+        .bind(column(&positions, |p| p.0))
+        .bind(column(&positions, |p| p.1))
         .execute(tx)
         .await
         .map_err(store_error)?;

@@ -2,6 +2,7 @@
 //! decided offset of every log partition, shared by any number of API nodes and workers.
 
 mod breaker;
+mod decided_listener;
 mod issuance;
 mod meta;
 mod repositories;
@@ -14,6 +15,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
+pub use decided_listener::{LISTENER_APPLICATION_NAME, follow_decided_offsets};
 pub use issuance::{HOLDERS_SQL, PgBatch};
 
 use super::sql_error::store_error;

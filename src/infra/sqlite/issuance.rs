@@ -18,7 +18,7 @@ use super::{SqliteStore, to_millis};
 use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, Coupon, CouponCode, TicketResult, UserId};
 use crate::infra::sql_error::{corrupt, sqlite_error};
-use crate::infra::sql_values::{to_i64, to_u64};
+use crate::infra::sql_values::{from_ticket_position, to_i64, to_u64};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -204,11 +204,12 @@ fn insert_campaigns(conn: &Connection, campaigns: &[Campaign]) -> Result<(), Sto
 }
 
 fn insert_coupons(conn: &Connection, coupons: &[Coupon]) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms) \
-         VALUES (?, ?, ?, ?, ?, ?)";
+    const SQL: &str = "INSERT INTO coupons (code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms, ticket_partition, ticket_offset) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
     let mut insert = conn.prepare_cached(SQL).map_err(sqlite_error)?;
     let mut campaign_ids = IdText::default();
     for c in coupons {
+        let (ticket_partition, ticket_offset) = from_ticket_position(c.ticket_position)?;
         insert
             .execute(params![
                 c.code.as_str(),
@@ -216,7 +217,9 @@ fn insert_coupons(conn: &Connection, coupons: &[Coupon]) -> Result<(), StoreErro
                 to_i64(c.ordinal)?,
                 c.user_id.as_str(),
                 c.ticket_id.to_string(),
-                to_millis(c.issued_at)
+                to_millis(c.issued_at),
+                ticket_partition,
+                ticket_offset
             ])
             .map_err(sqlite_error)?;
     }
@@ -398,6 +401,10 @@ mod tests {
             ticket_id: TicketId::generate(),
             issued_at: crate::domain::campaign::truncate_to_millis(Utc::now()),
             ordinal: 1,
+            ticket_position: Some(LogPosition {
+                partition: 0,
+                offset: campaign.origin.offset + 1,
+            }),
         })
     }
 

@@ -210,6 +210,8 @@ mod tests {
             .await?;
         assert_eq!(coupons.len(), 1);
         assert_eq!(coupons[0].code.as_str(), "가나다라마바사아자1");
+        // Stored before positions were kept: listed with its first-form ticket.
+        assert_eq!(coupons[0].ticket_position, None);
         for (ticket, status, has_coupon) in [
             (issued, IssueStatus::Issued, true),
             (repeat, IssueStatus::AlreadyIssued, true),

@@ -12,10 +12,19 @@ use crate::domain::{
 use rusqlite::{OptionalExtension, params};
 
 use crate::infra::sql_error::{corrupt, sqlite_error};
-use crate::infra::sql_values::{to_i64, to_partition, to_status, to_u64};
+use crate::infra::sql_values::{to_i64, to_partition, to_status, to_ticket_position, to_u64};
 
 pub(super) type CampaignRow = (String, String, i64, i64, i64, i64, i64, i64);
-pub(super) type CouponRow = (String, String, i64, String, String, i64);
+pub(super) type CouponRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// One campaign's row by id, through the connection's statement cache (API reads and the
 /// issuing worker's batches both look campaigns up this way).
@@ -47,7 +56,7 @@ pub(super) fn campaign_from_row(row: CampaignRow) -> Result<Campaign, StoreError
 }
 
 pub(super) fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
-    let (code, campaign_id, ordinal, user_id, ticket_id, issued_at) = row;
+    let (code, campaign_id, ordinal, user_id, ticket_id, issued_at, partition, offset) = row;
     Ok(Coupon {
         code: CouponCode::parse(&code).map_err(corrupt)?,
         campaign_id: parse_campaign_id(&campaign_id)?,
@@ -55,6 +64,7 @@ pub(super) fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
         ticket_id: TicketId::from_uuid(parse_uuid(&ticket_id)?),
         issued_at: from_millis(issued_at)?,
         ordinal: to_u64(ordinal)?,
+        ticket_position: to_ticket_position(partition, offset)?,
     })
 }
 
@@ -80,6 +90,8 @@ impl TicketRow {
                 r.get(9)?,
                 r.get(10)?,
                 r.get(11)?,
+                r.get(12)?,
+                r.get(13)?,
             )),
             None => None,
         };
@@ -151,7 +163,7 @@ impl CampaignRepository for SqliteStore {
         id: CampaignId,
         user: &UserId,
     ) -> Result<Option<Coupon>, StoreError> {
-        const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms \
+        const SQL: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms, ticket_partition, ticket_offset \
              FROM coupons WHERE campaign_id = ? AND user_id = ?";
         let row: Option<CouponRow> = self.readers.with(|conn| {
             conn.prepare_cached(SQL)
@@ -187,7 +199,7 @@ fn select_coupons(
     after: i64,
     limit: u32,
 ) -> Result<Vec<Coupon>, StoreError> {
-    const SQL: &str = "SELECT code, ordinal, user_id, ticket_id, issued_at_ms FROM coupons \
+    const SQL: &str = "SELECT code, ordinal, user_id, ticket_id, issued_at_ms, ticket_partition, ticket_offset FROM coupons \
          WHERE campaign_id = ? AND ordinal > ? ORDER BY ordinal LIMIT ?";
     let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
     let mut rows = select
@@ -203,6 +215,10 @@ fn select_coupons(
             user_id: UserId::from_stored(text(2).map_err(sqlite_error)?).map_err(corrupt)?,
             ticket_id: TicketId::from_uuid(parse_uuid(text(3).map_err(sqlite_error)?)?),
             issued_at: from_millis(row.get(4).map_err(sqlite_error)?)?,
+            ticket_position: to_ticket_position(
+                row.get(5).map_err(sqlite_error)?,
+                row.get(6).map_err(sqlite_error)?,
+            )?,
         });
     }
     Ok(coupons)
@@ -214,7 +230,7 @@ impl TicketRepository for SqliteStore {
         id: TicketId,
     ) -> Result<Option<(TicketResult, Option<Coupon>)>, StoreError> {
         const SQL: &str = "SELECT t.campaign_id, t.user_id, t.status, t.coupon_code, t.log_partition, t.log_offset, \
-             c.code, c.campaign_id, c.ordinal, c.user_id, c.ticket_id, c.issued_at_ms \
+             c.code, c.campaign_id, c.ordinal, c.user_id, c.ticket_id, c.issued_at_ms, c.ticket_partition, c.ticket_offset \
              FROM ticket_results t LEFT JOIN coupons c \
              ON t.coupon_code IS NOT NULL AND c.campaign_id = t.campaign_id AND c.user_id = t.user_id \
              WHERE t.ticket_id = ?";

@@ -1,13 +1,15 @@
 //! The embedded issuing worker: follows the embedded log from where its one partition
-//! resumes and hands each batch to `DecideIssueRequests`.
+//! resumes and hands each batch to `DecideIssueRequests`. It publishes how far the log
+//! is decided to the API in the same process (`DecidedOffsets`), which answers PENDING
+//! polls from that and wakes long-polls with it.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use super::retry::{self, Backoff, Outcome};
-use crate::application::DecideIssueRequests;
 use crate::application::decide_issue_requests::Input;
+use crate::application::{DecideIssueRequests, DecidedOffsets};
 use crate::domain::ports::IssuanceStore;
 use crate::infra::embedded_log::{self, EmbeddedLog, PARTITION};
 
@@ -18,11 +20,13 @@ const BATCH: u32 = 2_048;
 pub async fn run<S: IssuanceStore>(
     log: EmbeddedLog,
     decide: Arc<DecideIssueRequests<S>>,
+    decided: DecidedOffsets,
     shutdown: CancellationToken,
 ) {
     let Some(mut resume_at) = retry::resume_point(&decide, PARTITION, &shutdown).await else {
         return;
     };
+    decided.publish(PARTITION, resume_at);
     tracing::info!(resume_at, "issuing worker started");
     let mut end = log.end();
     let mut read_failures = Backoff::default();
@@ -55,6 +59,7 @@ pub async fn run<S: IssuanceStore>(
             Outcome::Fenced { resume_at } => resume_at,
             Outcome::Stopped => break,
         };
+        decided.publish(PARTITION, resume_at);
     }
     tracing::info!(resume_at, "issuing worker stopped");
 }

@@ -31,7 +31,7 @@ pub fn coupon(c: &Coupon, seal: &TicketSeal) -> pb::Coupon {
         code: c.code.as_str().to_owned(),
         campaign_id: c.campaign_id.to_string(),
         user_id: c.user_id.as_str().to_owned(),
-        ticket_id: seal.seal(c.ticket_id),
+        ticket_id: seal.seal_as_handed_out(c.ticket_id, c.ticket_position),
         issued_at: timestamp(c.issued_at),
         ..Default::default()
     }
@@ -53,7 +53,7 @@ pub fn coupons(page: &[Coupon], seal: &TicketSeal) -> Vec<pb::Coupon> {
                 code: c.code.as_str().to_owned(),
                 campaign_id,
                 user_id: c.user_id.as_str().to_owned(),
-                ticket_id: seal.seal(c.ticket_id),
+                ticket_id: seal.seal_as_handed_out(c.ticket_id, c.ticket_position),
                 issued_at: timestamp(c.issued_at),
                 ..Default::default()
             }

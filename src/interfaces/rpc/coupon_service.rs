@@ -5,6 +5,8 @@ use connectrpc::{RequestContext, Response, ServiceRequest, ServiceResult};
 
 use super::convert;
 use super::errors::invalid_field;
+use super::limits::Admission;
+use super::long_poll;
 use super::proto::coupon::v1::*;
 use super::user_auth::UserAuth;
 use crate::application::{
@@ -41,29 +43,59 @@ impl<R: CampaignRepository, L: IssueLog, T: TicketRepository> CouponService for 
 
     async fn get_issue_result(
         &self,
-        _ctx: RequestContext,
+        ctx: RequestContext,
         request: ServiceRequest<'_, GetIssueResultRequest>,
     ) -> ServiceResult<GetIssueResultResponse> {
         if request.ticket_id.is_empty() {
             return Err(invalid_field("ticket_id", "is required"));
         }
+        let wait = long_poll::wait(&ctx, request.wait_ms)?;
+        if !wait.is_zero() {
+            // Waiting holds a place among the long-polls, not a slot of the work queue.
+            if let Some(admission) = ctx.extensions().get::<Admission>() {
+                admission.release_slot();
+            }
+        }
         let input = get_issue_result::Input {
             ticket: request.ticket_id.to_owned(),
+            wait,
         };
-        let (status, coupon) = match self.get_issue_result.execute(input).await? {
-            get_issue_result::Output::Pending { .. } => (IssueStatus::ISSUE_STATUS_PENDING, None),
-            get_issue_result::Output::Decided { status, coupon, .. } => {
-                (wire_status(status), coupon)
-            }
-        };
-        Ok(Response::new(GetIssueResultResponse {
-            ticket_id: request.ticket_id.to_owned(),
-            status: EnumValue::from(status),
-            coupon: coupon
-                .map(|c| MessageField::some(convert::coupon(&c, &self.seal)))
-                .unwrap_or_default(),
+        let output = self.get_issue_result.execute(input).await?;
+        Ok(Response::new(
+            self.result_response(request.ticket_id, output),
+        ))
+    }
+}
+
+impl<R, L, T> CouponApi<R, L, T> {
+    fn result_response(
+        &self,
+        ticket: &str,
+        output: get_issue_result::Output,
+    ) -> GetIssueResultResponse {
+        let mut response = GetIssueResultResponse {
+            ticket_id: ticket.to_owned(),
             ..Default::default()
-        }))
+        };
+        match output {
+            get_issue_result::Output::Pending {
+                position,
+                retry_after,
+                ..
+            } => {
+                response.status = EnumValue::from(IssueStatus::ISSUE_STATUS_PENDING);
+                response.position = position.map(|ahead| i64::try_from(ahead).unwrap_or(i64::MAX));
+                response.retry_after_ms =
+                    i32::try_from(retry_after.as_millis()).unwrap_or(i32::MAX);
+            }
+            get_issue_result::Output::Decided(decided) => {
+                response.status = EnumValue::from(wire_status(decided.status));
+                if let Some(coupon) = decided.coupon {
+                    response.coupon = MessageField::some(convert::coupon(&coupon, &self.seal));
+                }
+            }
+        }
+        response
     }
 }
 

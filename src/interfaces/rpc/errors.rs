@@ -307,6 +307,10 @@ impl From<get_issue_result::Error> for ConnectError {
                 "ticket not found".into(),
                 &[],
             ),
+            get_issue_result::Error::TooManyWaiting => {
+                metrics::counter!("coupon_rpc_shed_total", "reason" => "long_polls").increment(1);
+                overloaded()
+            }
             get_issue_result::Error::Store(e) => store_error(e),
         }
     }

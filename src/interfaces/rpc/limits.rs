@@ -11,8 +11,8 @@
 //! - a request (reading its body included) ends after `timeout` with
 //!   `deadline_exceeded`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -23,7 +23,7 @@ use connectrpc::ConnectError;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::errors;
 
@@ -79,16 +79,19 @@ impl RequestLimits {
     }
 
     /// A slot to run in, or `None` when the request must be shed.
-    async fn admit(&self) -> Option<SemaphorePermit<'_>> {
-        if let Ok(permit) = self.in_flight.try_acquire() {
+    async fn admit(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.in_flight.clone().try_acquire_owned() {
             return Some(permit);
         }
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.limits.max_queued {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        let waited =
-            tokio::time::timeout(self.limits.queue_timeout, self.in_flight.acquire()).await;
+        let waited = tokio::time::timeout(
+            self.limits.queue_timeout,
+            self.in_flight.clone().acquire_owned(),
+        )
+        .await;
         self.queued.fetch_sub(1, Ordering::AcqRel);
         waited.ok()?.ok()
     }
@@ -145,17 +148,44 @@ pub async fn enforce(
     };
     let admitted = limits.admit().await;
     metrics::histogram!("coupon_admission_wait_seconds").record(arrived.elapsed().as_secs_f64());
-    let Some(_permit) = admitted else {
+    let Some(permit) = admitted else {
         metrics::counter!("coupon_rpc_shed_total", "reason" => "overloaded").increment(1);
         return errors::response(content_type.as_ref(), &errors::overloaded());
     };
     let remaining = limits.limits.timeout.saturating_sub(arrived.elapsed());
+    let mut request = request;
+    request.extensions_mut().insert(Admission {
+        slot: Arc::new(Mutex::new(Some(permit))),
+        deadline: Instant::now() + remaining,
+    });
     match tokio::time::timeout(remaining, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
             metrics::counter!("coupon_rpc_shed_total", "reason" => "request_timeout").increment(1);
             errors::response(content_type.as_ref(), &errors::request_timed_out())
         }
+    }
+}
+
+/// A running request's admission, in its extensions: when the request must end, and
+/// its in-flight slot, which a long-poll gives back while it only waits (waiting
+/// long-polls have a bound of their own) so that waiters never starve work.
+#[derive(Clone)]
+pub struct Admission {
+    slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+    /// The request is answered `deadline_exceeded` at this instant.
+    pub deadline: Instant,
+}
+
+impl Admission {
+    /// Gives the in-flight slot back; the request keeps running.
+    pub fn release_slot(&self) {
+        let permit = self
+            .slot
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        drop(permit);
     }
 }
 

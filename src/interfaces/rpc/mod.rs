@@ -7,6 +7,7 @@ mod convert;
 mod coupon_service;
 pub mod errors;
 pub mod limits;
+mod long_poll;
 mod observe;
 pub mod server;
 pub mod user_auth;
