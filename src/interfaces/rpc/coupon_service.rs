@@ -53,7 +53,7 @@ impl<R: CampaignRepository, L: IssueLog, T: TicketRepository> CouponService for 
         if !wait.is_zero() {
             // Waiting holds a place among the long-polls, not a slot of the work queue.
             if let Some(admission) = ctx.extensions().get::<Admission>() {
-                admission.release_slot();
+                admission.wait_without_slot(wait);
             }
         }
         let input = get_issue_result::Input {

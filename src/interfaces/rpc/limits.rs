@@ -9,7 +9,8 @@
 //!   and only while fewer than `max_queued` wait; otherwise it is refused at once with
 //!   `unavailable`/OVERLOADED and nothing is accepted for it;
 //! - a request (reading its body included) ends after `timeout` with
-//!   `deadline_exceeded`.
+//!   `deadline_exceeded`; a long-poll's wait (`Admission::wait_without_slot`) is not
+//!   work and does not count.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ use connectrpc::ConnectError;
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Version};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::errors;
 
@@ -153,39 +154,62 @@ pub async fn enforce(
         return errors::response(content_type.as_ref(), &errors::overloaded());
     };
     let remaining = limits.limits.timeout.saturating_sub(arrived.elapsed());
-    let mut request = request;
-    request.extensions_mut().insert(Admission {
+    let admission = Admission {
         slot: Arc::new(Mutex::new(Some(permit))),
-        deadline: Instant::now() + remaining,
-    });
-    match tokio::time::timeout(remaining, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
+        deadline: Arc::new(watch::Sender::new(Instant::now() + remaining)),
+    };
+    let mut request = request;
+    request.extensions_mut().insert(admission.clone());
+    match until_deadline(next.run(request), &admission).await {
+        Some(response) => response,
+        None => {
             metrics::counter!("coupon_rpc_shed_total", "reason" => "request_timeout").increment(1);
             errors::response(content_type.as_ref(), &errors::request_timed_out())
         }
     }
 }
 
-/// A running request's admission, in its extensions: when the request must end, and
-/// its in-flight slot, which a long-poll gives back while it only waits (waiting
-/// long-polls have a bound of their own) so that waiters never starve work.
+/// Runs `work` until it ends or the request's deadline passes (`None`); the deadline
+/// may move later meanwhile (a long-poll's wait).
+async fn until_deadline<F: Future>(work: F, admission: &Admission) -> Option<F::Output> {
+    let mut deadline = admission.deadline.subscribe();
+    tokio::pin!(work);
+    loop {
+        let at = *deadline.borrow_and_update();
+        tokio::select! {
+            output = &mut work => return Some(output),
+            () = tokio::time::sleep_until(at.into()) => {
+                if *deadline.borrow() <= Instant::now() {
+                    return None;
+                }
+            }
+            _ = deadline.changed() => {}
+        }
+    }
+}
+
+/// A running request's admission, in its extensions: its in-flight slot, and when it
+/// must end. A long-poll gives the slot back while it only waits (waiting long-polls
+/// have a bound of their own), so that waiters never starve work, and its wait moves
+/// the deadline: `--request-timeout-ms` bounds the work, not the wait.
 #[derive(Clone)]
 pub struct Admission {
     slot: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
     /// The request is answered `deadline_exceeded` at this instant.
-    pub deadline: Instant,
+    deadline: Arc<watch::Sender<Instant>>,
 }
 
 impl Admission {
-    /// Gives the in-flight slot back; the request keeps running.
-    pub fn release_slot(&self) {
+    /// Gives the in-flight slot back for a wait of at most `wait`, which the request's
+    /// deadline is moved by; the request keeps running.
+    pub fn wait_without_slot(&self, wait: Duration) {
         let permit = self
             .slot
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         drop(permit);
+        self.deadline.send_modify(|deadline| *deadline += wait);
     }
 }
 

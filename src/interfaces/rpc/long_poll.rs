@@ -1,14 +1,13 @@
 //! How long a GetIssueResult may wait: what the client asked, within the service's cap,
-//! and ending a little before either deadline, the client's (`connect-timeout-ms`,
-//! `grpc-timeout`) or this node's request timeout, so the PENDING answer arrives
-//! before anyone gives up on the request.
+//! and ending a little before the client's deadline (`connect-timeout-ms`,
+//! `grpc-timeout`), so the PENDING answer arrives before the client gives up. The
+//! node's own request timeout does not count the wait (`limits::Admission`).
 
 use std::time::{Duration, Instant};
 
 use connectrpc::{ConnectError, RequestContext};
 
 use super::errors::invalid_field;
-use super::limits::Admission;
 
 /// The longest wait a client may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -23,12 +22,7 @@ pub fn wait(ctx: &RequestContext, wait_ms: i32) -> Result<Duration, ConnectError
     if asked.is_zero() {
         return Ok(asked);
     }
-    let server_deadline = ctx.extensions().get::<Admission>().map(|a| a.deadline);
-    let nearest = [ctx.deadline(), server_deadline]
-        .into_iter()
-        .flatten()
-        .min();
-    Ok(match nearest {
+    Ok(match ctx.deadline() {
         Some(deadline) => asked.min(until(deadline).saturating_sub(ANSWER_MARGIN)),
         None => asked,
     })
