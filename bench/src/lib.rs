@@ -3,8 +3,12 @@
 //! invariants of DESIGN §5 from the answers alone.
 
 pub mod client;
+pub mod control;
 pub mod load;
+pub mod metrics_scrape;
+pub mod poll_storm;
 pub mod report;
+pub mod rss;
 pub mod run;
 pub mod stats;
 pub mod verify;

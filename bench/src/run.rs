@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::client::{Api, CampaignPage, IssueResult, Refusal, decode};
-use crate::load::{Accepted, AcceptedLog, Pool, Request, Shape, Users, drive};
+use crate::load::{Accepted, AcceptedLog, Phase, Pool, Request, Shape, Users, drive};
 use crate::report::Report;
 use crate::stats::Latency;
 use crate::verify::{CampaignRecord, PENDING, RunRecord, TicketRecord, verify};
@@ -53,14 +53,7 @@ pub enum BenchError {
 
 pub async fn run(options: Options) -> Result<Report, BenchError> {
     let pool = connect(&options)?;
-    pool.first()
-        .health()
-        .await
-        .map_err(|refusal| BenchError::Api {
-            what: "health check",
-            refusal,
-        })?;
-
+    check_health(pool.first()).await?;
     let bar = progress_bar(options.progress);
     bar.set_message("health baseline");
     let health_shape = Shape {
@@ -68,27 +61,12 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
         max_requests: None,
         ..options.shape
     };
-    let health_request: Request = Arc::new(|_, api: Api| async move { api.health().await }.boxed());
-    let health = drive(&pool, health_shape, health_request).await;
+    let health = health_baseline(&pool, health_shape).await;
 
     // The campaign starts `start_in` from now; the load starts at once, so requests
     // before the start are sent too, and must get nothing.
-    let starts_at = Utc::now() + TimeDelta::from_std(options.start_in).unwrap_or_default();
-    let starts_at_text = starts_at.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let name = format!("coupon-bench {}", Utc::now().format("%Y-%m-%d %H:%M:%S"));
-    let created = pool
-        .first()
-        .create_campaign(&name, options.coupons, &starts_at_text)
-        .await
-        .map_err(|refusal| BenchError::Api {
-            what: "CreateCampaign",
-            refusal,
-        })?;
-    let campaign_id = created.campaign.id;
-    if campaign_id.is_empty() {
-        return Err(BenchError::Answer("CreateCampaign: no campaign id".into()));
-    }
-    let starts_at = parse_time(created.campaign.starts_at.as_deref()).unwrap_or(starts_at);
+    let (campaign_id, starts_at) =
+        create_campaign(pool.first(), options.coupons, options.start_in).await?;
 
     let accepted: AcceptedLog = Default::default();
     let final_latency = Arc::new(Latency::default());
@@ -242,31 +220,78 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
     ))
 }
 
+/// One health check: the server is there and serving.
+pub(crate) async fn check_health(api: &Api) -> Result<(), BenchError> {
+    api.health().await.map_err(|refusal| BenchError::Api {
+        what: "health check",
+        refusal,
+    })
+}
+
+/// Health checks in `shape`: the baseline every other rate is compared with.
+pub(crate) async fn health_baseline(pool: &Pool, shape: Shape) -> Arc<Phase> {
+    let health_request: Request = Arc::new(|_, api: Api| async move { api.health().await }.boxed());
+    drive(pool, shape, health_request).await
+}
+
+/// Creates the run's campaign of `coupons`, starting `start_in` from now; returns its id
+/// and its start as the server recorded it.
+pub(crate) async fn create_campaign(
+    api: &Api,
+    coupons: u64,
+    start_in: Duration,
+) -> Result<(String, DateTime<Utc>), BenchError> {
+    let starts_at = Utc::now() + TimeDelta::from_std(start_in).unwrap_or_default();
+    let starts_at_text = starts_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let name = format!("coupon-bench {}", Utc::now().format("%Y-%m-%d %H:%M:%S"));
+    let created = api
+        .create_campaign(&name, coupons, &starts_at_text)
+        .await
+        .map_err(|refusal| BenchError::Api {
+            what: "CreateCampaign",
+            refusal,
+        })?;
+    let campaign_id = created.campaign.id;
+    if campaign_id.is_empty() {
+        return Err(BenchError::Answer("CreateCampaign: no campaign id".into()));
+    }
+    let starts_at = parse_time(created.campaign.starts_at.as_deref()).unwrap_or(starts_at);
+    Ok((campaign_id, starts_at))
+}
+
 fn connect(options: &Options) -> Result<Pool, BenchError> {
+    connect_pool(
+        &options.targets,
+        options.http2,
+        options.shape.connections,
+        options.admin_token.as_deref(),
+    )
+}
+
+/// One client per target over HTTP/1.1 (it opens connections as needed); with h2c,
+/// `connections` clients per target, each one multiplexed connection.
+pub(crate) fn connect_pool(
+    targets: &[String],
+    http2: bool,
+    connections: usize,
+    admin_token: Option<&str>,
+) -> Result<Pool, BenchError> {
     let mut apis = Vec::new();
-    for target in &options.targets {
+    for target in targets {
         // h2c multiplexes on one connection per client: open as many as asked.
-        let per_target = if options.http2 {
-            options.shape.connections.max(1)
-        } else {
-            1
-        };
+        let per_target = if http2 { connections.max(1) } else { 1 };
         for _ in 0..per_target {
-            apis.push(Api::new(
-                target,
-                options.http2,
-                options.admin_token.clone(),
-            )?);
+            apis.push(Api::new(target, http2, admin_token.map(str::to_owned))?);
         }
     }
     Ok(Pool::new(apis))
 }
 
-fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
     text?.parse().ok()
 }
 
-fn is_final(result: &IssueResult) -> bool {
+pub(crate) fn is_final(result: &IssueResult) -> bool {
     result.status.as_deref() != Some(PENDING)
 }
 
@@ -326,7 +351,7 @@ async fn follow_samples(
 }
 
 /// Polls every ticket until final (or `limit`); returns the final answers.
-async fn poll_all(
+pub(crate) async fn poll_all(
     pool: &Pool,
     tickets: &[String],
     latency: &Latency,
@@ -356,7 +381,7 @@ async fn poll_all(
 /// Lists the campaign page by page. Each page's latency runs from the request to the
 /// last byte of its answer, like any HTTP client's timing; decoding it is the bench's
 /// own work and comes after.
-async fn list_campaign(
+pub(crate) async fn list_campaign(
     api: &Api,
     id: &str,
     latency: &Latency,
@@ -385,7 +410,7 @@ async fn list_campaign(
     }
 }
 
-fn progress_bar(visible: bool) -> ProgressBar {
+pub(crate) fn progress_bar(visible: bool) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();
     }
