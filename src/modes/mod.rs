@@ -200,7 +200,8 @@ pub struct ServeArgs {
 
     /// GetIssueResult long-polls (`wait_ms` > 0) waiting at once at most; a waiting
     /// long-poll gives its `--max-in-flight` slot back. Beyond it a long-poll is refused
-    /// with `unavailable` (reason OVERLOADED). Each costs a few KiB (docs/benchmarks.md).
+    /// with `unavailable` (reason OVERLOADED). Each holds ~18 KiB while it waits, most of
+    /// it the HTTP/2 and RPC stack's per-request state (docs/benchmarks.md).
     #[arg(long, env = "COUPON_MAX_WAITING_POLLS", default_value_t = ServeArgs::DEFAULT.max_waiting_polls,
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_waiting_polls: u32,
@@ -225,7 +226,7 @@ impl ServeArgs {
         idle_timeout_ms: 60_000,
         user_token_secret_file: None,
         max_streams_per_connection: 256,
-        max_waiting_polls: 50_000,
+        max_waiting_polls: 20_000,
         result_cache_entries: 200_000,
     };
 
@@ -312,10 +313,7 @@ where
         seal,
     };
     let (app, health) = server::app(campaigns, coupons);
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        admin,
-        admin_auth::require_admin,
-    ));
+    let app = app.layer(admin_auth::RequireAdminLayer(admin));
     // Outermost: a request over the caps is refused before anything else runs.
     let app = app
         .merge(metrics::router())

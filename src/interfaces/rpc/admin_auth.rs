@@ -11,9 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
 use axum::response::Response;
+use futures::future::{Either, Ready, ready};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use sha2::{Digest, Sha256};
 
@@ -52,22 +55,63 @@ pub enum AdminGuard {
     Open,
 }
 
-/// Axum middleware: refuses admin calls the guard does not let through.
-pub async fn require_admin(
-    State(guard): State<AdminGuard>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(method) = request.uri().path().strip_prefix(ADMIN_PREFIX) else {
-        return next.run(request).await;
+/// The layer that refuses admin calls the guard does not let through. A plain tower
+/// layer rather than an async middleware: the check is synchronous, so a request that
+/// passes runs the inner future as is, with no state of this layer kept alongside it
+/// (a waiting long-poll holds every layer's future for its whole wait).
+#[derive(Clone)]
+pub struct RequireAdminLayer(pub AdminGuard);
+
+impl<S> tower::Layer<S> for RequireAdminLayer {
+    type Service = RequireAdmin<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireAdmin {
+            guard: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RequireAdmin<S> {
+    guard: AdminGuard,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for RequireAdmin<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match refusal(&self.guard, &request) {
+            Some(refused) => Either::Left(ready(Ok(refused))),
+            None => Either::Right(self.inner.call(request)),
+        }
+    }
+}
+
+/// The answer to an admin call the guard does not let through; `None` lets it through.
+fn refusal(guard: &AdminGuard, request: &Request) -> Option<Response> {
+    let method = request.uri().path().strip_prefix(ADMIN_PREFIX)?;
+    let refusal = match guard {
+        AdminGuard::Token(token) if !presents(token, request) => errors::unauthenticated(),
+        AdminGuard::LoopbackOnly if !names_loopback(request) => errors::not_a_loopback_host(),
+        _ => return None,
     };
-    let refusal = match &guard {
-        AdminGuard::Token(token) if !presents(token, &request) => errors::unauthenticated(),
-        AdminGuard::LoopbackOnly if !names_loopback(&request) => errors::not_a_loopback_host(),
-        _ => return next.run(request).await,
-    };
-    record_failure(method, &request, &guard);
-    errors::response(request.headers().get(CONTENT_TYPE), &refusal)
+    record_failure(method, request, guard);
+    Some(errors::response(
+        request.headers().get(CONTENT_TYPE),
+        &refusal,
+    ))
 }
 
 fn presents(token: &AdminToken, request: &Request) -> bool {

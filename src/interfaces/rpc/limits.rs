@@ -134,7 +134,9 @@ pub async fn enforce(
     // Cheap (reference-counted) copies, for answers given without the handler.
     let content_type = request.headers().get(CONTENT_TYPE).cloned();
     let version = request.version();
-    let request = match limits.read_body(request).await {
+    // Boxed: the body read's state would otherwise stay inline in this future for as
+    // long as the request runs (a waiting long-poll), ~1.5 KiB each.
+    let request = match Box::pin(limits.read_body(request)).await {
         Ok(request) => request,
         Err(refusal) => {
             if let BodyRefusal::TimedOut(_) = refusal {
