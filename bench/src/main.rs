@@ -217,18 +217,7 @@ async fn flood(cli: Cli) -> ExitCode {
         campaign_reads: cli.campaign_reads.max(1),
         progress: !cli.quiet,
     };
-    match run::run(options).await {
-        Ok(report) => finish(
-            &report.table(),
-            &report,
-            &report.violations,
-            cli.json.as_deref(),
-        ),
-        Err(error) => {
-            eprintln!("coupon-bench: {error}");
-            ExitCode::from(2)
-        }
-    }
+    finish(run::run(options).await, cli.json.as_deref())
 }
 
 async fn poll_storm(cli: Cli) -> ExitCode {
@@ -237,18 +226,7 @@ async fn poll_storm(cli: Cli) -> ExitCode {
         eprintln!("coupon-bench: {message}");
         return ExitCode::from(2);
     }
-    match poll_storm::run(options).await {
-        Ok(report) => finish(
-            &report.table(),
-            &report,
-            &report.violations,
-            cli.json.as_deref(),
-        ),
-        Err(error) => {
-            eprintln!("coupon-bench: {error}");
-            ExitCode::from(2)
-        }
-    }
+    finish(poll_storm::run(options).await, cli.json.as_deref())
 }
 
 fn storm_options(cli: &Cli) -> StormOptions {
@@ -280,15 +258,43 @@ fn storm_options(cli: &Cli) -> StormOptions {
 }
 
 /// Prints the table, writes the JSON when asked; the exit status from the violations.
-fn finish<R: Serialize>(
-    table: &str,
-    report: &R,
-    violations: &[String],
-    json: Option<&Path>,
-) -> ExitCode {
-    print!("{table}");
+/// What a scenario reports: a table for people, JSON for tools, its violations.
+trait Outcome: Serialize {
+    fn table(&self) -> String;
+    fn violations(&self) -> &[String];
+}
+
+impl Outcome for coupon_bench::report::Report {
+    fn table(&self) -> String {
+        self.table()
+    }
+    fn violations(&self) -> &[String] {
+        &self.violations
+    }
+}
+
+impl Outcome for poll_storm::report::StormReport {
+    fn table(&self) -> String {
+        self.table()
+    }
+    fn violations(&self) -> &[String] {
+        &self.violations
+    }
+}
+
+/// Prints the report (and writes its JSON); the exit status: 0 when every invariant
+/// holds, 1 when one is violated, 2 when the run could not be made.
+fn finish<R: Outcome, E: std::fmt::Display>(run: Result<R, E>, json: Option<&Path>) -> ExitCode {
+    let report = match run {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("coupon-bench: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", report.table());
     if let Some(path) = json {
-        let written = serde_json::to_string_pretty(report)
+        let written = serde_json::to_string_pretty(&report)
             .map_err(std::io::Error::other)
             .and_then(|json| std::fs::write(path, json));
         if let Err(error) = written {
@@ -296,7 +302,7 @@ fn finish<R: Serialize>(
             return ExitCode::from(2);
         }
     }
-    if violations.is_empty() {
+    if report.violations().is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

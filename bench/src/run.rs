@@ -191,19 +191,7 @@ pub async fn run(options: Options) -> Result<Report, BenchError> {
         }],
         tickets: accepted
             .iter()
-            .map(|a| {
-                let result = finals.get(&a.ticket_id);
-                TicketRecord {
-                    ticket_id: a.ticket_id.clone(),
-                    campaign_id: campaign_id.clone(),
-                    user_id: a.user_id.clone(),
-                    accepted_at: a.accepted_at,
-                    status: result.and_then(|r| r.status.clone()),
-                    code: result
-                        .and_then(|r| r.coupon.as_ref())
-                        .map(|c| c.code.clone()),
-                }
-            })
+            .map(|a| TicketRecord::answered(a, finals.get(&a.ticket_id), &campaign_id))
             .collect(),
         ambiguous_requests: ambiguous.load(Ordering::Relaxed),
     };

@@ -17,6 +17,26 @@ pub struct TicketRecord {
     pub code: Option<String>,
 }
 
+impl TicketRecord {
+    /// An accepted ticket of `campaign_id` and the final answer polling it got, if any.
+    pub fn answered(
+        ticket: &crate::load::Accepted,
+        result: Option<&crate::client::IssueResult>,
+        campaign_id: &str,
+    ) -> Self {
+        TicketRecord {
+            ticket_id: ticket.ticket_id.clone(),
+            campaign_id: campaign_id.to_owned(),
+            user_id: ticket.user_id.clone(),
+            accepted_at: ticket.accepted_at,
+            status: result.and_then(|r| r.status.clone()),
+            code: result
+                .and_then(|r| r.coupon.as_ref())
+                .map(|c| c.code.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CampaignRecord {
     pub id: String,

@@ -1,7 +1,7 @@
 //! Short poll-storm runs of the built `coupon-bench` against the embedded server. The
-//! worker runs in the server's process, so the pause and resume commands are no-ops
-//! here (`true`): the held phases run their whole course, but their tickets are decided
-//! at once; the storm itself is the real thing, by long and by short polls.
+//! held phases hold the server's worker back with `scripts/hold-decisions.sh` (a write
+//! lock on the state database), as `scripts/bench.sh MODE poll` does; the storm itself
+//! runs by long and by short polls.
 
 use std::process::Command;
 
@@ -100,19 +100,24 @@ async fn poll_storm_runs_every_phase_and_verifies() {
     let target = format!("http://{}", running.addr);
     let json = dir.path().join("long.json");
     let pid = std::process::id().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/hold-decisions.sh");
+    let data = dir.path().join("data");
+    let pause = format!("{script} hold embedded {}", data.display());
+    let resume = format!("{script} release embedded {}", data.display());
     #[rustfmt::skip]
     let held = [
-        "--pause-cmd", "true", "--resume-cmd", "true", "--pending-poll-secs", "0.5",
+        "--pause-cmd", &pause, "--resume-cmd", &resume, "--pending-poll-secs", "0.5",
         "--pending-tickets", "20", "--waiters", "30", "--wait-ms", "5000", "--server-pid", &pid,
     ];
     let (stdout, report) = bench(args(&target, &json, &held), &json).await;
     assert!(stdout.contains("invariants: all hold"), "{stdout}");
     assert_eq!(report["scenario"], "poll-storm");
     assert_eq!(report["pending"]["tickets"], 20, "{report}");
-    assert!(
-        report["pending"]["polls"].as_u64().unwrap_or(0) > 0,
-        "{report}"
-    );
+    let polls = report["pending"]["polls"].as_u64().unwrap_or(0);
+    assert!(polls > 0, "{report}");
+    // Held: every one of those polls was PENDING, answered without a database read.
+    assert_eq!(report["pending"]["pending_answers"], polls, "{report}");
+    assert_eq!(report["pending"]["reads"]["store"], 0, "{report}");
     assert_eq!(report["waiters"]["waiters"], 30, "{report}");
     assert_eq!(report["waiters"]["answered_final"], 30, "{report}");
     assert!(report["waiters"]["rss_growth_mib"].is_number(), "{report}");

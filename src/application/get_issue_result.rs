@@ -152,7 +152,9 @@ impl<T: TicketRepository> GetIssueResult<T> {
             return Ok(self.pending(ticket.id, at));
         }
         count(Source::Store);
-        match self.tickets.find_ticket(ticket.id).await? {
+        // Boxed: a database read's state (sqlx's is several KiB) would otherwise be
+        // reserved inline in every waiting long-poll's future for its whole wait.
+        match Box::pin(self.tickets.find_ticket(ticket.id)).await? {
             Some((result, coupon)) => {
                 let decided = Decided {
                     ticket_id: ticket.id,

@@ -13,15 +13,9 @@ use crate::client::Refusal;
 use crate::load::Pool;
 use crate::run::parse_time;
 
-/// A ticket the server accepted, as its user saw it.
-#[derive(Debug, Clone)]
-pub struct AcceptedTicket {
-    pub ticket_id: String,
-    pub user_id: String,
-    pub accepted_at: DateTime<Utc>,
-    /// When the IssueCoupon answer arrived: ticket-to-final latency starts here.
-    pub answered: Instant,
-}
+/// A ticket the server accepted, as its user saw it (`answered`: where ticket-to-final
+/// latency starts).
+pub use crate::load::Accepted as AcceptedTicket;
 
 /// One user's IssueCoupon: the ticket or the last refusal, and how often the server
 /// said OVERLOADED before that.

@@ -59,29 +59,15 @@ fn run_record(
 ) -> RunRecord {
     let id = campaign.id.clone();
     let mut tickets: Vec<TicketRecord> = storm.tickets.iter().map(|t| t.record(&id)).collect();
-    tickets.extend(held.tickets.iter().map(|t| held_record(t, finals, &id)));
+    tickets.extend(
+        held.tickets
+            .iter()
+            .map(|t| TicketRecord::answered(t, finals.get(&t.ticket_id), &id)),
+    );
     RunRecord {
         campaigns: vec![campaign],
         tickets,
         ambiguous_requests: storm.issue.ambiguous + held.issue.ambiguous,
-    }
-}
-
-fn held_record(
-    ticket: &AcceptedTicket,
-    finals: &BTreeMap<String, IssueResult>,
-    campaign_id: &str,
-) -> TicketRecord {
-    let result = finals.get(&ticket.ticket_id);
-    TicketRecord {
-        ticket_id: ticket.ticket_id.clone(),
-        campaign_id: campaign_id.to_owned(),
-        user_id: ticket.user_id.clone(),
-        accepted_at: ticket.accepted_at,
-        status: result.and_then(|r| r.status.clone()),
-        code: result
-            .and_then(|r| r.coupon.as_ref())
-            .map(|c| c.code.clone()),
     }
 }
 
