@@ -200,8 +200,8 @@ pub struct ServeArgs {
 
     /// GetIssueResult long-polls (`wait_ms` > 0) waiting at once at most; a waiting
     /// long-poll gives its `--max-in-flight` slot back. Beyond it a long-poll is refused
-    /// with `unavailable` (reason OVERLOADED). Each holds ~18 KiB while it waits, most of
-    /// it the HTTP/2 and RPC stack's per-request state (docs/benchmarks.md).
+    /// with `unavailable` (reason OVERLOADED). Each holds ~18-25 KiB while it waits, most
+    /// of it the HTTP/2 and RPC stack's per-request state (docs/benchmarks.md).
     #[arg(long, env = "COUPON_MAX_WAITING_POLLS", default_value_t = ServeArgs::DEFAULT.max_waiting_polls,
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub max_waiting_polls: u32,
