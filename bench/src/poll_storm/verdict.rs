@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use super::issue::AcceptedTicket;
 use super::storm::StormRun;
 use super::waiters::WaiterFigures;
 use super::{Held, Session, StormError};
