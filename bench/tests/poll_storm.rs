@@ -3,30 +3,12 @@
 //! lock on the state database), as `scripts/bench.sh MODE poll` does; the storm itself
 //! runs by long and by short polls.
 
+mod common;
+
 use std::process::Command;
 
-use coupon::modes::{ServeArgs, embedded};
+use common::{bench, start_server};
 use serde_json::Value;
-
-async fn bench(args: Vec<String>, json: &std::path::Path) -> (String, Value) {
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_coupon-bench"))
-            .args(args)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run coupon-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "coupon-bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("{stdout}");
-    let report = serde_json::from_slice(&std::fs::read(json).expect("json")).expect("parse");
-    (stdout, report)
-}
 
 fn args(target: &str, json: &std::path::Path, extra: &[&str]) -> Vec<String> {
     let common = [
@@ -77,20 +59,6 @@ fn assert_storm(report: &Value, held: u64) {
     assert!(storm["reads"].is_object(), "{report}");
     assert_eq!(report["violations"], serde_json::json!([]));
     assert_eq!(report["issued"], 100);
-}
-
-async fn start_server(dir: &std::path::Path) -> embedded::Running {
-    embedded::start(embedded::EmbeddedArgs {
-        data_dir: dir.join("data"),
-        admin: Default::default(),
-        serve: ServeArgs {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            ..ServeArgs::DEFAULT
-        },
-        telemetry: Default::default(),
-    })
-    .await
-    .expect("server")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

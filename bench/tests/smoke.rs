@@ -1,23 +1,12 @@
 //! A short run of the built `coupon-bench` against the embedded server: it must finish,
 //! exit 0 (all invariants hold) and write the JSON figures scripts rely on.
 
-use std::process::Command;
-
-use coupon::modes::embedded;
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_run_against_the_embedded_server_verifies_and_reports() {
     let dir = tempfile::tempdir().expect("dir");
-    let config = embedded::EmbeddedArgs {
-        data_dir: dir.path().join("data"),
-        admin: Default::default(),
-        serve: coupon::modes::ServeArgs {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            ..coupon::modes::ServeArgs::DEFAULT
-        },
-        telemetry: Default::default(),
-    };
-    let running = embedded::start(config).await.expect("server");
+    let running = common::start_server(dir.path()).await;
     let target = format!("http://{}", running.addr);
     let json = dir.path().join("bench.json");
     let json_path = json.to_str().expect("utf8").to_owned();
@@ -49,24 +38,9 @@ async fn a_short_run_against_the_embedded_server_verifies_and_reports() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_coupon-bench"))
-            .args(args)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run coupon-bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "coupon-bench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (stdout, report) = common::bench(args, &json).await;
     assert!(stdout.contains("invariants: all hold"), "{stdout}");
 
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parse");
     for key in [
         "accepted_per_s",
         "health_per_s",
