@@ -39,7 +39,10 @@ pub enum Progress {
 /// How a wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitEnd {
-    Decided,
+    /// Decided; `learned` is when this node learned it (the publish that woke it).
+    Decided {
+        learned: Instant,
+    },
     TimedOut,
     /// The node is shutting down: every waiter is answered now.
     Closing,
@@ -63,13 +66,13 @@ struct Partition {
     next: Option<u64>,
     /// Records decided per second, smoothed, and when it was last measured.
     pace: Option<(f64, Instant)>,
-    /// Waiting long-polls by (offset, waiter number).
-    waiters: BTreeMap<(u64, u64), oneshot::Sender<()>>,
+    /// Waiting long-polls by (offset, waiter number); each is sent the publish instant.
+    waiters: BTreeMap<(u64, u64), oneshot::Sender<Instant>>,
 }
 
 impl Partition {
     /// Moves to `next` (never back) and returns the waiters it decided.
-    fn advance(&mut self, next: u64, now: Instant) -> Vec<oneshot::Sender<()>> {
+    fn advance(&mut self, next: u64, now: Instant) -> Vec<oneshot::Sender<Instant>> {
         let previous = self.next.unwrap_or(next);
         if self.next.is_some_and(|known| known >= next) {
             return Vec::new();
@@ -120,13 +123,14 @@ impl DecidedOffsets {
 
     /// `partition` is decided up to `next` (exclusive); wakes the waiters it decided.
     pub fn publish(&self, partition: u32, next: u64) {
+        let now = Instant::now();
         let woken = self
             .partitions()
             .entry(partition)
             .or_default()
-            .advance(next, Instant::now());
+            .advance(next, now);
         for waiter in woken {
-            let _ = waiter.send(());
+            let _ = waiter.send(now);
         }
     }
 
@@ -165,7 +169,9 @@ impl DecidedOffsets {
             let mut partitions = self.partitions();
             let partition = partitions.entry(at.partition).or_default();
             if partition.next.is_some_and(|next| at.offset < next) {
-                return WaitEnd::Decided;
+                return WaitEnd::Decided {
+                    learned: Instant::now(),
+                };
             }
             partition.waiters.insert(key, decided);
         }
@@ -175,7 +181,12 @@ impl DecidedOffsets {
             key,
         };
         let end = tokio::select! {
-            _ = woken => WaitEnd::Decided,
+            learned = woken => match learned {
+                Ok(learned) => WaitEnd::Decided { learned },
+                // Unreachable while registered (only `publish` removes a sender and it
+                // sends first); treat as decided: the caller reads the store.
+                Err(_) => WaitEnd::Decided { learned: Instant::now() },
+            },
             () = tokio::time::sleep_until(until.into()) => WaitEnd::TimedOut,
             () = self.shared.closing.cancelled() => WaitEnd::Closing,
         };
@@ -277,7 +288,10 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "offset 10 is not decided at 10");
         offsets.publish(0, 11);
-        assert_eq!(waiting.await.expect("joined"), WaitEnd::Decided);
+        assert!(matches!(
+            waiting.await.expect("joined"),
+            WaitEnd::Decided { .. }
+        ));
         assert_eq!(offsets.waiting(), 0);
     }
 

@@ -136,7 +136,14 @@ impl<T: TicketRepository> GetIssueResult<T> {
         let until = Instant::now() + input.wait;
         match self.decided.wait(position, until).await {
             // The store holds it now; should it not (a rewound store), PENDING stands.
-            WaitEnd::Decided => self.answer_now(ticket).await,
+            WaitEnd::Decided { learned } => {
+                let answer = self.answer_now(ticket).await;
+                // From the node learning of the decision to the answer: the poll path's
+                // own share of a long-poll's ticket-to-final latency.
+                metrics::histogram!("coupon_long_poll_wake_to_answer_seconds")
+                    .record(learned.elapsed().as_secs_f64());
+                answer
+            }
             WaitEnd::TimedOut | WaitEnd::Closing => Ok(self.pending(ticket.id, position)),
         }
     }
