@@ -91,9 +91,7 @@ async fn long_polls_wake_on_the_consumers_commit_even_after_the_listener_is_cut(
     );
 
     let mut polls = long_polls(&client, &tickets, 20_000);
-    while client.metric("coupon_long_polls_waiting").await < 20.0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    client.await_waiting(20).await;
     assert!(
         cut_listeners(&cluster.database_url).await >= 1,
         "no listener to cut"
@@ -133,9 +131,7 @@ async fn a_producer_answers_every_waiter_pending_on_sigterm() {
     consumer.signal(Signal::SIGSTOP);
     let tickets = tickets(&client, &campaign, 10).await;
     let polls = long_polls(&client, &tickets, 20_000);
-    while client.metric("coupon_long_polls_waiting").await < 10.0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    client.await_waiting(10).await;
     let stopping = Instant::now();
     producer.proc.signal(Signal::SIGTERM);
     for answer in polls.join_all().await {

@@ -234,9 +234,7 @@ async fn waiting_long_polls_hold_no_work_slot_are_bounded_and_all_answered_at_sh
         let (client, ticket) = (client.clone(), ticket.clone());
         waiters.spawn(async move { client.long_poll(&ticket, 20_000, None).await });
     }
-    while client.metric("coupon_long_polls_waiting").await < 20.0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    client.await_waiting(20).await;
     // 20 waiting, 2 work slots: work still gets through, the 21st waiter does not.
     client.health().await.expect("a work slot is free");
     let shed = client

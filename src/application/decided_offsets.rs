@@ -20,8 +20,9 @@ use crate::domain::LogPosition;
 /// Suggested pauses between short polls stay within these bounds.
 const MIN_RETRY_AFTER: Duration = Duration::from_millis(20);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
-/// The suggestion when the partition's pace is unknown (nothing decided lately).
-const DEFAULT_RETRY_AFTER: Duration = Duration::from_millis(500);
+/// The suggestion when the partition's pace is unknown (nothing decided lately), or
+/// the ticket cannot be placed.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_millis(500);
 /// A pace measured longer ago than this says nothing about the next records.
 const PACE_MEMORY: Duration = Duration::from_secs(2);
 
@@ -199,12 +200,9 @@ impl DecidedOffsets {
         self.shared.closing.cancel();
     }
 
-    pub fn is_closing(&self) -> bool {
-        self.shared.closing.is_cancelled()
-    }
-
-    /// Long-polls waiting right now, for the metrics.
-    pub fn waiting(&self) -> usize {
+    /// Long-polls waiting right now.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
         self.partitions().values().map(|p| p.waiters.len()).sum()
     }
 }

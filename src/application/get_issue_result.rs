@@ -13,12 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::decided_offsets::{DecidedOffsets, Progress, WaitEnd};
+use super::decided_offsets::{DEFAULT_RETRY_AFTER, DecidedOffsets, Progress, WaitEnd};
 use crate::domain::ports::{StoreError, TicketRepository};
 use crate::domain::{Coupon, IssueStatus, LogPosition, OpenedTicket, TicketId, TicketSeal};
-
-/// The suggestion for a PENDING ticket whose position this node cannot place.
-const UNPLACED_RETRY_AFTER: Duration = Duration::from_millis(500);
 
 pub struct Input {
     /// The sealed ticket id as `IssueCoupon` returned it.
@@ -153,10 +150,10 @@ impl<T: TicketRepository> GetIssueResult<T> {
             count(Source::Cache);
             return Ok(Output::Decided(Decided::clone(&decided)));
         }
-        let progress = ticket.position.map(|at| (at, self.decided.progress(at)));
-        if let Some((at, Progress::Pending { .. })) = progress {
+        let progress = ticket.position.map(|at| self.decided.progress(at));
+        if let Some(pending @ Progress::Pending { .. }) = progress {
             count(Source::Memory);
-            return Ok(self.pending(ticket.id, at));
+            return Ok(pending_answer(ticket.id, pending));
         }
         count(Source::Store);
         // Boxed: a database read's state (sqlx's is several KiB) would otherwise be
@@ -171,27 +168,31 @@ impl<T: TicketRepository> GetIssueResult<T> {
                 self.cache.insert(ticket.id, Arc::new(decided.clone()));
                 Ok(Output::Decided(decided))
             }
-            None => Ok(match ticket.position {
-                Some(at) => self.pending(ticket.id, at),
-                None => Output::Pending {
-                    ticket_id: ticket.id,
-                    position: None,
-                    retry_after: UNPLACED_RETRY_AFTER,
-                },
-            }),
+            // Progress read again: the partition may have moved during the read.
+            None => Ok(pending_answer(
+                ticket.id,
+                ticket
+                    .position
+                    .map_or(Progress::Unknown, |at| self.decided.progress(at)),
+            )),
         }
     }
 
     fn pending(&self, ticket_id: TicketId, at: LogPosition) -> Output {
-        let (position, retry_after) = match self.decided.progress(at) {
-            Progress::Pending { ahead, retry_after } => (Some(ahead), retry_after),
-            // Decided but not in the store, or not placed yet: it is next or close.
-            Progress::Decided | Progress::Unknown => (None, UNPLACED_RETRY_AFTER),
-        };
-        Output::Pending {
-            ticket_id,
-            position,
-            retry_after,
-        }
+        pending_answer(ticket_id, self.decided.progress(at))
+    }
+}
+
+/// A PENDING answer with what `progress` says of the ticket's place.
+fn pending_answer(ticket_id: TicketId, progress: Progress) -> Output {
+    let (position, retry_after) = match progress {
+        Progress::Pending { ahead, retry_after } => (Some(ahead), retry_after),
+        // Decided but not in the store, or not placed: it is next or close.
+        Progress::Decided | Progress::Unknown => (None, DEFAULT_RETRY_AFTER),
+    };
+    Output::Pending {
+        ticket_id,
+        position,
+        retry_after,
     }
 }

@@ -177,6 +177,19 @@ impl Client {
             .unwrap_or(0.0)
     }
 
+    /// Waits until `count` long-polls wait on the node (its `coupon_long_polls_waiting`);
+    /// panics after 30 s.
+    pub async fn await_waiting(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.metric("coupon_long_polls_waiting").await < count as f64 {
+            assert!(
+                Instant::now() < deadline,
+                "{count} long-polls never all waited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Polls one ticket until it is final.
     pub async fn await_one(&self, ticket: &str, limit: Duration) -> Value {
         let tickets = [ticket.to_owned()];
