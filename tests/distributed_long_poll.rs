@@ -69,6 +69,53 @@ async fn cut_listeners(database_url: &str) -> i64 {
     cut
 }
 
+/// Before any worker has decided anything (no stored offset at all), a producer still
+/// places new tickets in the log: PENDING from memory, with their position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn before_anything_is_decided_pending_polls_read_no_store() {
+    let Some(cluster) = Cluster::new(2).await else {
+        return;
+    };
+    let producer = cluster.producer("producer", &[]).await;
+    let client = producer.client.clone();
+    let campaign = client
+        .create_campaign(
+            "undecided",
+            10,
+            &common::connect::rfc3339_in(chrono::TimeDelta::zero()),
+        )
+        .await
+        .expect("create");
+    let campaign = campaign["id"].as_str().expect("id");
+    let tickets = tickets(&client, campaign, 5).await;
+    let store = client.metric(STORE_READS).await;
+    let mut positions = Vec::new();
+    for ticket in &tickets {
+        let answer = client.result(ticket).await.expect("poll");
+        assert_eq!(answer["status"], "ISSUE_STATUS_PENDING", "{answer}");
+        positions.push(
+            answer["position"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no position: {answer}\n{}", cluster.logs()))
+                .parse::<u64>(),
+        );
+    }
+    assert_eq!(
+        client.metric(STORE_READS).await,
+        store,
+        "PENDING read the store"
+    );
+    // Log order: each ticket has the previous one (and the campaign's creation) ahead.
+    let positions: Vec<u64> = positions
+        .into_iter()
+        .map(|p| p.expect("a number"))
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[1] == w[0] + 1),
+        "{positions:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn long_polls_wake_on_the_consumers_commit_even_after_the_listener_is_cut() {
     let Some((cluster, producer, consumer, campaign)) = cluster_with_campaign().await else {

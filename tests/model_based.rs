@@ -216,7 +216,7 @@ struct Node {
     log: EmbeddedLog,
     create: CreateCampaign<SqliteStore, RecordingLog>,
     issue: Arc<AcceptIssueRequest<SqliteStore, RecordingLog>>,
-    results: GetIssueResult<SqliteStore>,
+    results: GetIssueResult,
     campaigns: GetCampaign<SqliteStore>,
     /// What the worker published and the poll path reads, as in the server.
     decided: DecidedOffsets,

@@ -432,6 +432,13 @@ async fn issue_coupons_decides_two_hundred_requests_for_fifty_coupons() -> TestR
     assert_eq!(stored.issued_coupons, 50);
     assert_eq!(stored.origin, origin);
 
+    // One read of all 200 tickets and an unknown one: the same rows, the unknown left out.
+    let mut ids: Vec<TicketId> = tickets.iter().map(|(t, _)| t.ticket_id).collect();
+    ids.push(TicketId::generate());
+    let mut together = store.find_tickets(&ids).await?;
+    together.sort_by_key(|(t, _)| t.position.offset);
+    assert_eq!(together, tickets);
+
     drop_database(&url).await;
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! never run ahead of it, so a PENDING answered from here is at worst a moment stale.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ struct Shared {
     partitions: Mutex<HashMap<u32, Partition>>,
     closing: CancellationToken,
     next_waiter: AtomicU64,
+    /// Every partition that has decided anything was published at least once.
+    all_published: AtomicBool,
 }
 
 #[derive(Default)]
@@ -140,20 +142,31 @@ impl DecidedOffsets {
         self.partitions().get(&partition).and_then(|p| p.next)
     }
 
+    /// Says that every partition that has decided anything has now been published
+    /// (the publisher read them all): one not heard of has decided nothing, so its
+    /// tickets are PENDING from offset 0 rather than unknown.
+    pub fn all_partitions_published(&self) {
+        self.shared.all_published.store(true, Ordering::Relaxed);
+    }
+
     pub fn progress(&self, at: LogPosition) -> Progress {
         let partitions = self.partitions();
-        let Some(partition) = partitions.get(&at.partition) else {
-            return Progress::Unknown;
+        let partition = partitions.get(&at.partition);
+        let nothing_decided = || {
+            self.shared
+                .all_published
+                .load(Ordering::Relaxed)
+                .then_some(0)
         };
-        match partition.next {
+        match partition.and_then(|p| p.next).or_else(nothing_decided) {
             None => Progress::Unknown,
             Some(next) if at.offset < next => Progress::Decided,
             Some(next) => {
                 let ahead = at.offset - next;
-                Progress::Pending {
-                    ahead,
-                    retry_after: partition.retry_after(ahead, Instant::now()),
-                }
+                let retry_after = partition.map_or(DEFAULT_RETRY_AFTER, |p| {
+                    p.retry_after(ahead, Instant::now())
+                });
+                Progress::Pending { ahead, retry_after }
             }
         }
     }
@@ -246,6 +259,21 @@ mod tests {
         // Never moves back (a late notice).
         offsets.publish(0, 1);
         assert_eq!(offsets.next_offset(0), Some(3));
+    }
+
+    #[test]
+    fn once_all_are_published_a_partition_not_heard_of_has_decided_nothing() {
+        let offsets = DecidedOffsets::default();
+        offsets.publish(1, 7);
+        assert_eq!(offsets.progress(at(5)), Progress::Unknown);
+        offsets.all_partitions_published();
+        assert_eq!(
+            offsets.progress(at(5)),
+            Progress::Pending {
+                ahead: 5,
+                retry_after: DEFAULT_RETRY_AFTER
+            }
+        );
     }
 
     #[test]

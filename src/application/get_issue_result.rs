@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::decided_offsets::{DEFAULT_RETRY_AFTER, DecidedOffsets, Progress, WaitEnd};
+use super::ticket_reads::TicketReads;
 use crate::domain::ports::{StoreError, TicketRepository};
 use crate::domain::{Coupon, IssueStatus, LogPosition, OpenedTicket, TicketId, TicketSeal};
 
@@ -62,8 +63,8 @@ pub struct Settings {
     pub max_waiting: usize,
 }
 
-pub struct GetIssueResult<T> {
-    tickets: T,
+pub struct GetIssueResult {
+    tickets: TicketReads,
     seal: TicketSeal,
     decided: DecidedOffsets,
     cache: quick_cache::sync::Cache<TicketId, Arc<Decided>>,
@@ -107,10 +108,16 @@ fn count(source: Source) {
     metrics::counter!("coupon_result_reads_total", "source" => source).increment(1);
 }
 
-impl<T: TicketRepository> GetIssueResult<T> {
-    pub fn new(tickets: T, seal: TicketSeal, decided: DecidedOffsets, settings: Settings) -> Self {
+impl GetIssueResult {
+    /// Starts the store reader on the current tokio runtime (`TicketReads`).
+    pub fn new<T: TicketRepository>(
+        tickets: T,
+        seal: TicketSeal,
+        decided: DecidedOffsets,
+        settings: Settings,
+    ) -> Self {
         Self {
-            tickets,
+            tickets: TicketReads::start(tickets),
             seal,
             decided,
             cache: quick_cache::sync::Cache::new(settings.cache_entries.max(1)),
@@ -156,9 +163,7 @@ impl<T: TicketRepository> GetIssueResult<T> {
             return Ok(pending_answer(ticket.id, pending));
         }
         count(Source::Store);
-        // Boxed: a database read's state (sqlx's is several KiB) would otherwise be
-        // reserved inline in every waiting long-poll's future for its whole wait.
-        match Box::pin(self.tickets.find_ticket(ticket.id)).await? {
+        match self.tickets.find(ticket.id).await? {
             Some((result, coupon)) => {
                 let decided = Decided {
                     ticket_id: ticket.id,

@@ -10,6 +10,7 @@ pub mod decide_issue_requests;
 pub mod decided_offsets;
 pub mod get_campaign;
 pub mod get_issue_result;
+pub mod ticket_reads;
 
 pub use accept_issue_request::AcceptIssueRequest;
 pub use create_campaign::CreateCampaign;

@@ -10,7 +10,7 @@ use super::log::{Appended, LogEvent};
 use super::ticket::{TicketId, TicketResult};
 use super::user::UserId;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or timed out; retrying may work.
     #[error("database unavailable: {0}")]
@@ -86,12 +86,24 @@ pub trait CampaignRepository: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Coupon>, StoreError>> + Send;
 }
 
+/// A decided ticket and, for ISSUED/ALREADY_ISSUED, the coupon it points at.
+pub type FoundTicket = (TicketResult, Option<Coupon>);
+
 pub trait TicketRepository: Send + Sync + 'static {
-    /// The decided ticket and, for ISSUED/ALREADY_ISSUED, the coupon it points at.
+    /// The decided tickets among `ids`, in no particular order; undecided ones are left
+    /// out. One read for all of them: polls woken together are answered together.
+    fn find_tickets(
+        &self,
+        ids: &[TicketId],
+    ) -> impl Future<Output = Result<Vec<FoundTicket>, StoreError>> + Send;
+
+    /// The decided ticket `id`, if it is decided.
     fn find_ticket(
         &self,
         id: TicketId,
-    ) -> impl Future<Output = Result<Option<(TicketResult, Option<Coupon>)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<FoundTicket>, StoreError>> + Send {
+        async move { Ok(self.find_tickets(&[id]).await?.pop()) }
+    }
 }
 
 /// Everything one batch of decisions writes, committed together with the partition's

@@ -2,7 +2,9 @@
 //! PostgreSQL adapters. Both databases only have signed 64-bit integers.
 
 use crate::domain::ports::StoreError;
-use crate::domain::{IssueStatus, LogPosition};
+use crate::domain::{
+    CampaignId, CouponCode, IssueStatus, LogPosition, TicketId, TicketResult, UserId,
+};
 use crate::infra::sql_error::corrupt;
 
 pub fn to_i64(n: u64) -> Result<i64, StoreError> {
@@ -48,4 +50,35 @@ pub fn to_status(code: i64) -> Result<IssueStatus, StoreError> {
         .ok()
         .and_then(IssueStatus::from_code)
         .ok_or_else(|| corrupt(format!("ticket status {code}")))
+}
+
+/// A `ticket_results` row's columns (as both stores keep them), read back.
+pub struct TicketColumns<'a> {
+    pub user_id: &'a str,
+    pub status: i64,
+    pub coupon_code: Option<&'a str>,
+    pub log_partition: i64,
+    pub log_offset: i64,
+}
+
+pub fn to_ticket_result(
+    ticket_id: TicketId,
+    campaign_id: CampaignId,
+    columns: TicketColumns<'_>,
+) -> Result<TicketResult, StoreError> {
+    Ok(TicketResult {
+        ticket_id,
+        campaign_id,
+        user_id: UserId::from_stored(columns.user_id).map_err(corrupt)?,
+        status: to_status(columns.status)?,
+        coupon_code: columns
+            .coupon_code
+            .map(CouponCode::parse)
+            .transpose()
+            .map_err(corrupt)?,
+        position: LogPosition {
+            partition: to_partition(columns.log_partition)?,
+            offset: to_u64(columns.log_offset)?,
+        },
+    })
 }

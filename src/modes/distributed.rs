@@ -18,7 +18,7 @@ use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::kafka::{self, KafkaLog, KafkaSetupError, TopicSettings, WorkerSettings};
 use crate::infra::key_fingerprint::{self, KeyMismatch};
 use crate::infra::metrics;
-use crate::infra::postgres::{PgStore, SessionLimits, follow_decided_offsets};
+use crate::infra::postgres::{PgStore, Publish, SessionLimits, follow_decided_offsets};
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::interfaces::log_worker;
 use crate::interfaces::rpc::server;
@@ -272,12 +272,21 @@ pub async fn start_producer(
 /// its waiting long-polls once shutdown begins.
 fn follow_decisions(store: &PgStore, decided: DecidedOffsets, shutdown: &CancellationToken) {
     super::answer_waiters_on_shutdown(decided.clone(), shutdown.clone());
-    let publish = move |partition, next| decided.publish(partition, next);
     tokio::spawn(follow_decided_offsets(
         store.clone(),
-        publish,
+        decided,
         shutdown.clone(),
     ));
+}
+
+impl Publish for DecidedOffsets {
+    fn decided(&self, partition: u32, next: u64) {
+        self.publish(partition, next);
+    }
+
+    fn all_published(&self) {
+        self.all_partitions_published();
+    }
 }
 
 /// Runs an issuing worker until `shutdown` is cancelled.

@@ -1,7 +1,7 @@
 //! How an API node learns, without a query per poll, how far each partition is decided:
 //! consumers NOTIFY `coupon_decided` with `<partition>:<next offset>` inside each batch
 //! transaction; every producer LISTENs on one connection of its own and hands each
-//! (partition, next offset) to `publish` (its `DecidedOffsets`, which answers PENDING
+//! (partition, next offset) to `Publish` (its `DecidedOffsets`, which answers PENDING
 //! polls and wakes long-polls).
 //!
 //! A notice is lost only with its connection. After every (re)connection, once LISTEN
@@ -33,9 +33,14 @@ fn parse_notice(payload: &str) -> Option<(u32, u64)> {
     Some((partition.parse().ok()?, next.parse().ok()?))
 }
 
-/// Where decided offsets go: `(partition, next offset)`.
-pub trait Publish: Fn(u32, u64) + Send + Sync + 'static {}
-impl<F: Fn(u32, u64) + Send + Sync + 'static> Publish for F {}
+/// Where decided offsets go.
+pub trait Publish: Send + Sync + 'static {
+    /// `partition` is decided up to `next` (its first undecided offset).
+    fn decided(&self, partition: u32, next: u64);
+    /// Every partition with a stored offset was just handed over: any other has
+    /// decided nothing yet.
+    fn all_published(&self);
+}
 
 /// Hands every decided offset to `publish` until `shutdown`; reconnects by itself.
 pub async fn follow_decided_offsets(
@@ -70,7 +75,7 @@ async fn follow_once(
             _ = reload_timer.tick() => reload(store, decided).await?,
             notice = listener.try_recv() => match notice.map_err(store_error)? {
                 Some(notice) => match parse_notice(notice.payload()) {
-                    Some((partition, next)) => decided(partition, next),
+                    Some((partition, next)) => decided.decided(partition, next),
                     None => tracing::warn!(payload = notice.payload(), "unreadable decided-offset notice"),
                 },
                 // Lost, and already listening again on a new connection: what was
@@ -111,8 +116,9 @@ async fn reload(store: &PgStore, decided: &impl Publish) -> Result<(), StoreErro
         .await
         .map_err(store_error)?;
     for (partition, next) in rows {
-        decided(to_partition(partition)?, to_u64(next)?);
+        decided.decided(to_partition(partition)?, to_u64(next)?);
     }
+    decided.all_published();
     Ok(())
 }
 

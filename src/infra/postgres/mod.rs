@@ -15,7 +15,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 
-pub use decided_listener::{LISTENER_APPLICATION_NAME, follow_decided_offsets};
+pub use decided_listener::{LISTENER_APPLICATION_NAME, Publish, follow_decided_offsets};
 pub use issuance::{HOLDERS_SQL, PgBatch};
 
 use super::sql_error::store_error;

@@ -6,13 +6,15 @@ use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
 use super::PgStore;
-use crate::domain::ports::{CampaignRepository, StoreError, TicketRepository};
+use crate::domain::ports::{CampaignRepository, FoundTicket, StoreError, TicketRepository};
 use crate::domain::{
-    Campaign, CampaignId, CampaignName, Coupon, CouponCode, LogPosition, TicketId, TicketResult,
-    TotalCoupons, UserId,
+    Campaign, CampaignId, CampaignName, Coupon, CouponCode, LogPosition, TicketId, TotalCoupons,
+    UserId,
 };
 use crate::infra::sql_error::{corrupt, store_error};
-use crate::infra::sql_values::{to_i64, to_partition, to_status, to_ticket_position, to_u64};
+use crate::infra::sql_values::{
+    TicketColumns, to_i64, to_partition, to_ticket_position, to_ticket_result, to_u64,
+};
 
 pub(super) type CampaignRow = (
     Uuid,
@@ -189,9 +191,10 @@ where
         .collect()
 }
 
-/// A ticket's row of `find_ticket` and, when it won, its coupon's (the other half of the
+/// A ticket's row of `find_tickets` and, when it won, its coupon's (the other half of the
 /// LEFT JOIN, whose columns are all set or all NULL).
 struct TicketRow {
+    ticket_id: Uuid,
     campaign_id: Uuid,
     user_id: String,
     status: i16,
@@ -217,6 +220,7 @@ impl<'r> sqlx::FromRow<'r, PgRow> for TicketRow {
             None => None,
         };
         Ok(Self {
+            ticket_id: r.try_get(14)?,
             campaign_id: r.try_get(0)?,
             user_id: r.try_get(1)?,
             status: r.try_get(2)?,
@@ -229,41 +233,37 @@ impl<'r> sqlx::FromRow<'r, PgRow> for TicketRow {
 }
 
 impl TicketRepository for PgStore {
-    async fn find_ticket(
-        &self,
-        id: TicketId,
-    ) -> Result<Option<(TicketResult, Option<Coupon>)>, StoreError> {
+    async fn find_tickets(&self, ids: &[TicketId]) -> Result<Vec<FoundTicket>, StoreError> {
         const SQL: &str = "SELECT t.campaign_id, t.user_id, t.status, t.coupon_code, t.log_partition, t.log_offset, \
-             c.code, c.campaign_id, c.ordinal, c.user_id, c.ticket_id, c.issued_at, c.ticket_partition, c.ticket_offset \
+             c.code, c.campaign_id, c.ordinal, c.user_id, c.ticket_id, c.issued_at, c.ticket_partition, c.ticket_offset, \
+             t.ticket_id \
              FROM ticket_results t LEFT JOIN coupons c \
              ON t.coupon_code IS NOT NULL AND c.campaign_id = t.campaign_id AND c.user_id = t.user_id \
-             WHERE t.ticket_id = $1";
+             WHERE t.ticket_id = ANY($1)";
+        let ids: Vec<Uuid> = ids.iter().map(TicketId::as_uuid).collect();
         let mut conn = self.conn().await?;
-        let Some(row) = sqlx::query_as::<_, TicketRow>(SQL)
-            .bind(id.as_uuid())
-            .fetch_optional(&mut *conn)
+        let rows = sqlx::query_as::<_, TicketRow>(SQL)
+            .bind(ids)
+            .fetch_all(&mut *conn)
             .await
-            .map_err(store_error)?
-        else {
-            return Ok(None);
-        };
-        let result = TicketResult {
-            ticket_id: id,
-            campaign_id: CampaignId::from_uuid(row.campaign_id),
-            user_id: UserId::from_stored(&row.user_id).map_err(corrupt)?,
-            status: to_status(row.status.into())?,
-            coupon_code: row
-                .coupon_code
-                .as_deref()
-                .map(CouponCode::parse)
-                .transpose()
-                .map_err(corrupt)?,
-            position: LogPosition {
-                partition: to_partition(row.log_partition)?,
-                offset: to_u64(row.log_offset)?,
-            },
-        };
-        let coupon = row.coupon.map(coupon_from_row).transpose()?;
-        Ok(Some((result, coupon)))
+            .map_err(store_error)?;
+        rows.into_iter().map(found_ticket).collect()
     }
+}
+
+fn found_ticket(row: TicketRow) -> Result<FoundTicket, StoreError> {
+    let columns = TicketColumns {
+        user_id: &row.user_id,
+        status: row.status.into(),
+        coupon_code: row.coupon_code.as_deref(),
+        log_partition: row.log_partition,
+        log_offset: row.log_offset,
+    };
+    let result = to_ticket_result(
+        TicketId::from_uuid(row.ticket_id),
+        CampaignId::from_uuid(row.campaign_id),
+        columns,
+    )?;
+    let coupon = row.coupon.map(coupon_from_row).transpose()?;
+    Ok((result, coupon))
 }

@@ -227,6 +227,11 @@ mod tests {
                 has_coupon.then(|| coupons[0].code.clone())
             );
         }
+        // Read together, with an unknown ticket that is left out.
+        let ids = [issued, repeat, sold_out, Uuid::now_v7()].map(TicketId::from_uuid);
+        let together = store.find_tickets(&ids).await?;
+        let found: Vec<TicketId> = together.iter().map(|(t, _)| t.ticket_id).collect();
+        assert_eq!(found, ids[..3]);
         Ok(())
     }
 

@@ -4,15 +4,17 @@ use uuid::Uuid;
 
 use super::issuance::Job;
 use super::{SqliteStore, from_millis};
-use crate::domain::ports::{CampaignRepository, StoreError, TicketRepository};
+use crate::domain::ports::{CampaignRepository, FoundTicket, StoreError, TicketRepository};
 use crate::domain::{
-    Campaign, CampaignId, CampaignName, Coupon, CouponCode, LogPosition, TicketId, TicketResult,
-    TotalCoupons, UserId,
+    Campaign, CampaignId, CampaignName, Coupon, CouponCode, LogPosition, TicketId, TotalCoupons,
+    UserId,
 };
 use rusqlite::{OptionalExtension, params};
 
 use crate::infra::sql_error::{corrupt, sqlite_error};
-use crate::infra::sql_values::{to_i64, to_partition, to_status, to_ticket_position, to_u64};
+use crate::infra::sql_values::{
+    TicketColumns, to_i64, to_partition, to_ticket_position, to_ticket_result, to_u64,
+};
 
 pub(super) type CampaignRow = (String, String, i64, i64, i64, i64, i64, i64);
 pub(super) type CouponRow = (
@@ -68,7 +70,7 @@ pub(super) fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
     })
 }
 
-/// A ticket's row of `find_ticket` and, when it won, its coupon's (the other half of the
+/// A ticket's row of `find_tickets` and, when it won, its coupon's (the other half of the
 /// LEFT JOIN, whose columns are all set or all NULL).
 struct TicketRow {
     campaign_id: String,
@@ -225,44 +227,40 @@ fn select_coupons(
 }
 
 impl TicketRepository for SqliteStore {
-    async fn find_ticket(
-        &self,
-        id: TicketId,
-    ) -> Result<Option<(TicketResult, Option<Coupon>)>, StoreError> {
+    async fn find_tickets(&self, ids: &[TicketId]) -> Result<Vec<FoundTicket>, StoreError> {
         const SQL: &str = "SELECT t.campaign_id, t.user_id, t.status, t.coupon_code, t.log_partition, t.log_offset, \
              c.code, c.campaign_id, c.ordinal, c.user_id, c.ticket_id, c.issued_at_ms, c.ticket_partition, c.ticket_offset \
              FROM ticket_results t LEFT JOIN coupons c \
              ON t.coupon_code IS NOT NULL AND c.campaign_id = t.campaign_id AND c.user_id = t.user_id \
              WHERE t.ticket_id = ?";
-        let row = self.readers.with(|conn| {
-            conn.prepare_cached(SQL)
-                .and_then(|mut select| {
-                    select
-                        .query_row(params![id.to_string()], TicketRow::read)
-                        .optional()
-                })
-                .map_err(sqlite_error)
+        // One reader for all of them; a point lookup per id (in process, no round trip).
+        let rows = self.readers.with(|conn| {
+            let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+            let mut rows = Vec::new();
+            for &id in ids {
+                let row = select
+                    .query_row(params![id.to_string()], TicketRow::read)
+                    .optional()
+                    .map_err(sqlite_error)?;
+                rows.extend(row.map(|row| (id, row)));
+            }
+            Ok(rows)
         })?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let result = TicketResult {
-            ticket_id: id,
-            campaign_id: parse_campaign_id(&row.campaign_id)?,
-            user_id: UserId::from_stored(&row.user_id).map_err(corrupt)?,
-            status: to_status(row.status)?,
-            coupon_code: row
-                .coupon_code
-                .as_deref()
-                .map(CouponCode::parse)
-                .transpose()
-                .map_err(corrupt)?,
-            position: LogPosition {
-                partition: to_partition(row.log_partition)?,
-                offset: to_u64(row.log_offset)?,
-            },
-        };
-        let coupon = row.coupon.map(coupon_from_row).transpose()?;
-        Ok(Some((result, coupon)))
+        rows.into_iter()
+            .map(|(id, row)| found_ticket(id, row))
+            .collect()
     }
+}
+
+fn found_ticket(id: TicketId, row: TicketRow) -> Result<FoundTicket, StoreError> {
+    let columns = TicketColumns {
+        user_id: &row.user_id,
+        status: row.status,
+        coupon_code: row.coupon_code.as_deref(),
+        log_partition: row.log_partition,
+        log_offset: row.log_offset,
+    };
+    let result = to_ticket_result(id, parse_campaign_id(&row.campaign_id)?, columns)?;
+    let coupon = row.coupon.map(coupon_from_row).transpose()?;
+    Ok((result, coupon))
 }

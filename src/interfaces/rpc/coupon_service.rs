@@ -12,17 +12,17 @@ use super::user_auth::UserAuth;
 use crate::application::{
     AcceptIssueRequest, GetIssueResult, accept_issue_request, get_issue_result,
 };
-use crate::domain::ports::{CampaignRepository, IssueLog, TicketRepository};
+use crate::domain::ports::{CampaignRepository, IssueLog};
 use crate::domain::{self, CampaignId, TicketSeal};
 
-pub struct CouponApi<R, L, T> {
+pub struct CouponApi<R, L> {
     pub accept_issue_request: AcceptIssueRequest<R, L>,
     pub users: UserAuth,
-    pub get_issue_result: GetIssueResult<T>,
+    pub get_issue_result: GetIssueResult,
     pub seal: TicketSeal,
 }
 
-impl<R: CampaignRepository, L: IssueLog, T: TicketRepository> CouponService for CouponApi<R, L, T> {
+impl<R: CampaignRepository, L: IssueLog> CouponService for CouponApi<R, L> {
     async fn issue_coupon(
         &self,
         ctx: RequestContext,
@@ -67,7 +67,7 @@ impl<R: CampaignRepository, L: IssueLog, T: TicketRepository> CouponService for 
     }
 }
 
-impl<R, L, T> CouponApi<R, L, T> {
+impl<R, L> CouponApi<R, L> {
     fn result_response(
         &self,
         ticket: &str,

@@ -23,7 +23,7 @@ use tower::ServiceExt as _;
 use super::observe::RpcMetrics;
 use super::proto::coupon::v1::{CampaignServiceExt, CouponServiceExt};
 use super::{CampaignApi, CouponApi};
-use crate::domain::ports::{CampaignRepository, IssueLog, TicketRepository};
+use crate::domain::ports::{CampaignRepository, IssueLog};
 
 pub const SERVICE_NAMES: [&str; 2] = ["coupon.v1.CampaignService", "coupon.v1.CouponService"];
 
@@ -73,14 +73,13 @@ async fn protocol_bytes_arrive(stream: &TcpStream, limit: Duration) -> bool {
 }
 
 /// The axum app with every service mounted, and the health checker's handle.
-pub fn app<R, L, T>(
+pub fn app<R, L>(
     campaigns: CampaignApi<R, L>,
-    coupons: CouponApi<R, L, T>,
+    coupons: CouponApi<R, L>,
 ) -> (axum::Router, Arc<StaticChecker>)
 where
     R: CampaignRepository,
     L: IssueLog,
-    T: TicketRepository,
 {
     let router = Arc::new(coupons).register(connectrpc::Router::new());
     let router = Arc::new(campaigns).register(router);
