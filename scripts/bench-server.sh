@@ -1,8 +1,10 @@
 # Sourced by scripts/bench.sh and scripts/overload.sh: starts a fresh server of $mode
 # (embedded, or producer + consumer on the local PostgreSQL and Kafka) on $port, with
 # its logs and data under $out, and stops it on exit. Extra arguments go to the API
-# binary (coupon or producer). Sets $server_pid to the API process and $hold_target to
-# what scripts/hold-decisions.sh holds back (the data dir, or the consumer's pid).
+# binary (coupon or producer). Sets $server_pid to the API process, $hold_target to
+# what scripts/hold-decisions.sh holds back (the data dir, or the consumer's pid), and
+# $worker_metrics to the /metrics of the process that decides (the node itself, or the
+# consumer's, on the next port).
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
@@ -13,7 +15,7 @@ start_server() {
     embedded)
       rm -rf "$out/data"
       target/release/coupon --listen "127.0.0.1:$port" --data-dir "$out/data" "$@" 2>"$out/server.log" &
-      pids+=($!); server_pid=$!; hold_target=$out/data ;;
+      pids+=($!); server_pid=$!; hold_target=$out/data; worker_metrics=$url/metrics ;;
     distributed)
       eval "$(scripts/services.sh up)"
       export DATABASE_URL KAFKA_BROKERS
@@ -22,9 +24,10 @@ start_server() {
       export COUPON_TOPIC=$topic COUPON_SECRET_KEY=$key COUPON_PARTITIONS=8
       psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS coupon_bench WITH (FORCE)" -c "CREATE DATABASE coupon_bench" >/dev/null
       export DATABASE_URL=${DATABASE_URL%/*}/coupon_bench
-      target/release/producer --listen "127.0.0.1:$port" "$@" 2>"$out/producer.log" & pids+=($!); server_pid=$!
-      RUST_LOG=${BENCH_CONSUMER_LOG:-info} target/release/consumer --group "$topic" 2>"$out/consumer.log" & pids+=($!)
-      hold_target=$! ;;
+      RUST_LOG=${BENCH_PRODUCER_LOG:-info} target/release/producer --listen "127.0.0.1:$port" "$@" 2>"$out/producer.log" & pids+=($!); server_pid=$!
+      RUST_LOG=${BENCH_CONSUMER_LOG:-info} target/release/consumer --group "$topic" \
+        --metrics-listen "127.0.0.1:$((port + 1))" 2>"$out/consumer.log" & pids+=($!)
+      hold_target=$!; worker_metrics=http://127.0.0.1:$((port + 1))/metrics ;;
     *) echo "usage: $0 embedded|distributed" >&2; exit 2 ;;
   esac
   for _ in $(seq 100); do

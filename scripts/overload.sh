@@ -47,30 +47,15 @@ phase flood --mode open --rate $((base_rate * 10)) --duration "${OVERLOAD_FLOOD_
 phase after --mode open --rate "$base_rate" --duration 10 --coupons 10000000
 
 python3 - "$out" <<'PY'
-import json, re, sys
+import json, sys
+sys.path.insert(0, "scripts")
+from bench_report import histogram_p99
 out = sys.argv[1]
 samples = [tuple(map(float, l.split())) for l in open(f"{out}/rss.txt") if len(l.split()) == 4]
 
-def buckets(path, metric, labels):
-    """Cumulative histogram buckets {le: count} of one series in a /metrics scrape."""
-    prefix = re.escape(metric + "_bucket{" + (labels + "," if labels else ""))
-    found = {}
-    for line in open(path):
-        m = re.match(prefix + r'le="([^"]+)"\} (\S+)', line)
-        if m:
-            found[float(m.group(1))] = float(m.group(2))
-    return found
-
 def server_p99(name, metric, labels=""):
     """p99 upper bound (ms) of a histogram over one phase, from the scrapes around it."""
-    before = buckets(f"{out}/{name}.metrics-before", metric, labels)
-    after = buckets(f"{out}/{name}.metrics-after", metric, labels)
-    delta = sorted((le, after[le] - before.get(le, 0)) for le in after)
-    total = delta[-1][1] if delta else 0
-    for le, count in delta:
-        if total and count >= 0.99 * total:
-            return le * 1000
-    return float("nan")
+    return histogram_p99(f"{out}/{name}.metrics-after", metric, labels, before=f"{out}/{name}.metrics-before")
 
 print(f"{'phase':7} {'offered/s':>9} {'accepted/s':>10} {'refused (OVERLOADED)':>20} {'acc p50':>8} "
       f"{'acc p99':>8} {'final p99':>9} {'srv wait p99':>12} {'srv issue p99':>13} {'max lag':>8} {'RSS anon/file':>14}")

@@ -29,6 +29,8 @@
 #   COUPON_KAFKA_CONTROLLER_PORT    KRaft controller port       (default client port + 1)
 #   COUPON_KAFKA_HEAP_OPTS          broker heap                 (default "-Xms256m -Xmx1g")
 #   COUPON_KAFKA_GC_OPTS            broker garbage collector    (default "-XX:+UseZGC")
+#   COUPON_KAFKA_REQUEST_LOG        broker per-request log level (default WARN; DEBUG logs
+#                                   each request's time by stage, for profiling)
 #   COUPON_SERVICES_DIR             state folder                (default <checkout>/.services)
 #   COUPON_SERVICES_TIMEOUT         seconds to wait for each service to answer (default 120)
 #   JAVA_HOME                       Java (17+) to use; else `java` on PATH, else apt's openjdk-17
@@ -402,6 +404,8 @@ kafka_start() {
   setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$K_PID" \
     "$JAVA" $KAFKA_HEAP_OPTS $KAFKA_GC_OPTS \
     -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    "-Xlog:gc:file=$K_DIR/gc.log:uptime:filecount=2,filesize=20m" \
+    "-Dcoupon.request.log.level=${COUPON_KAFKA_REQUEST_LOG:-WARN}" \
     -Dlog4j2.configurationFile="$K_LOG4J" -cp "$K_LIBS/*" kafka.Kafka "$K_CONF" \
     </dev/null >>"$K_LOG" 2>&1 9>&- &
   local pid=$!

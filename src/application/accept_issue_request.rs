@@ -2,7 +2,7 @@
 //! the log, a ticket returned) or refused at once when it surely cannot win. Whether it
 //! wins is decided later, in log order, by `decide_issue_requests`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -81,6 +81,7 @@ impl<R: CampaignRepository, L: IssueLog> AcceptIssueRequest<R, L> {
             return self.holder_ticket(&campaign, &input.user_id).await;
         }
         let ticket_id = TicketId::generate();
+        let appending = Instant::now();
         let appended = self
             .log
             .append(LogEvent::IssueRequested {
@@ -89,6 +90,9 @@ impl<R: CampaignRepository, L: IssueLog> AcceptIssueRequest<R, L> {
                 user_id: input.user_id,
             })
             .await?;
+        // The durable append's share of the accept latency (the broker's acks=all, or
+        // the embedded log's group commit).
+        metrics::histogram!("coupon_log_append_seconds").record(appending.elapsed().as_secs_f64());
         metrics::counter!("coupon_tickets_accepted_total").increment(1);
         Ok(Output {
             ticket: self.seal.seal_at(ticket_id, appended.position),

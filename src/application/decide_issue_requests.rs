@@ -7,6 +7,7 @@
 //! fails the offset check and cannot commit (DESIGN §5.4, §5.6).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use chrono::{TimeDelta, Utc};
 
@@ -114,6 +115,8 @@ impl<S: IssuanceStore> DecideIssueRequests<S> {
             });
         }
         let batch_records = records.len();
+        let oldest = records.first().map(|r| r.appended_at);
+        let mut phases = PhaseClock::start();
         let mut batch = self
             .store
             .begin(input.partition, resume_at, read_end)
@@ -121,7 +124,9 @@ impl<S: IssuanceStore> DecideIssueRequests<S> {
         let sorted = sort(records);
         let lag = sorted.requests.last().map(|r| Utc::now() - r.appended_at);
         let mut ledger = self.load_ledger(&mut batch, &sorted).await?;
+        phases.lap("read");
         let changes = decide(&mut ledger, sorted)?;
+        phases.lap("decide");
         let output = Output {
             resume_at: read_end,
             decided: changes.tickets.len(),
@@ -129,7 +134,14 @@ impl<S: IssuanceStore> DecideIssueRequests<S> {
         };
         let statuses = status_counts(&changes);
         batch.commit(changes).await?;
+        phases.lap("commit");
         record_metrics(input.partition, read_end, batch_records, &statuses, lag);
+        if let Some(oldest) = oldest {
+            // From the batch's first append (the broker's clock) to its commit: the
+            // longest any ticket of the batch waited to be final, past the poll.
+            metrics::histogram!("coupon_decision_latency_seconds")
+                .record((Utc::now() - oldest).as_seconds_f64().max(0.0));
+        }
         tracing::debug!(
             partition = input.partition,
             resume_at = read_end,
@@ -239,6 +251,28 @@ fn status_counts(changes: &BatchChanges) -> [u64; 4] {
         }
     }
     counts
+}
+
+/// Where one attempt at a batch spends its time, for
+/// `coupon_decision_phase_seconds{phase}`: reading the campaigns and holders, deciding,
+/// committing.
+struct PhaseClock {
+    last: Instant,
+}
+
+impl PhaseClock {
+    fn start() -> Self {
+        Self {
+            last: Instant::now(),
+        }
+    }
+
+    fn lap(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        metrics::histogram!("coupon_decision_phase_seconds", "phase" => phase)
+            .record((now - self.last).as_secs_f64());
+        self.last = now;
+    }
 }
 
 /// After a commit (so a retried batch is not counted twice): decisions by status, the

@@ -9,10 +9,11 @@ use std::time::Duration;
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Latency buckets, in seconds: 100 µs to 10 s.
-const LATENCY_BUCKETS: [f64; 16] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+/// Latency buckets, in seconds: 100 µs to 10 s, finer where the latency targets are
+/// (20, 50 and 100 ms).
+const LATENCY_BUCKETS: [f64; 22] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.007_5, 0.01, 0.015, 0.02, 0.025, 0.035,
+    0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Records per decided batch.
 const BATCH_BUCKETS: [f64; 12] = [

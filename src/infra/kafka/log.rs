@@ -8,6 +8,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Timestamp;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use super::statistics::{ExportStatistics, STATISTICS_INTERVAL_MS};
 use super::{TopicSettings, client_config};
 use crate::domain::log::Appended;
 use crate::domain::ports::{IssueLog, LogError};
@@ -17,7 +18,7 @@ use crate::infra::event_codec;
 /// Cheap to clone; clones share one producer (and its batching).
 #[derive(Clone)]
 pub struct KafkaLog {
-    producer: FutureProducer,
+    producer: FutureProducer<ExportStatistics>,
     topic: String,
     /// Stamped on campaign records (see `event_codec`).
     key_fingerprint: std::sync::Arc<str>,
@@ -40,7 +41,8 @@ impl KafkaLog {
             .set("message.timeout.ms", ack_timeout.as_millis().to_string())
             // A bounded queue: beyond it the API sheds load instead of queueing.
             .set("queue.buffering.max.messages", "200000")
-            .create()?;
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+            .create_with_context(ExportStatistics)?;
         Ok(Self {
             producer,
             topic: settings.topic.clone(),

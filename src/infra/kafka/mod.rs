@@ -8,6 +8,7 @@
 mod group;
 mod log;
 mod partition;
+mod statistics;
 
 use std::time::Duration;
 
