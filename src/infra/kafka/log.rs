@@ -24,21 +24,31 @@ pub struct KafkaLog {
     key_fingerprint: std::sync::Arc<str>,
 }
 
+/// How appends are sent.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendSettings {
+    /// How long a request waits for the broker before the caller is told `unavailable`.
+    pub ack_timeout: Duration,
+    /// How long a record may wait for others to share its produce request.
+    pub linger: Duration,
+}
+
 impl KafkaLog {
-    /// `ack_timeout` bounds how long a request waits for the broker before the caller
-    /// is told `unavailable`; `key_fingerprint` is the node's key's.
+    /// `key_fingerprint` is the node's key's.
     pub fn new(
         settings: &TopicSettings,
-        ack_timeout: Duration,
+        append: AppendSettings,
         key_fingerprint: &str,
     ) -> Result<Self, KafkaError> {
         let producer = client_config(&settings.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            // Batches form while the previous one is in flight; 1 ms adds little latency.
-            .set("linger.ms", "1")
+            .set("linger.ms", append.linger.as_millis().to_string())
             .set("compression.type", "lz4")
-            .set("message.timeout.ms", ack_timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                append.ack_timeout.as_millis().to_string(),
+            )
             // A bounded queue: beyond it the API sheds load instead of queueing.
             .set("queue.buffering.max.messages", "200000")
             .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)

@@ -18,7 +18,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
 pub use group::{GroupEvent, GroupMember, WorkerSettings};
-pub use log::KafkaLog;
+pub use log::{AppendSettings, KafkaLog};
 pub use partition::{FeedBatch, Fetched, PartitionFeed};
 
 /// Where the log lives and how its topic is made.
