@@ -78,7 +78,8 @@ impl<R: CampaignRepository, L: IssueLog> AcceptIssueRequest<R, L> {
         }
         // A stale "not sold out" only costs an append the worker will decide SOLD_OUT.
         if campaign.is_sold_out() {
-            return self.holder_ticket(&campaign, &input.user_id).await;
+            // Boxed for the same reason as the cache's miss: only this refusal reads.
+            return Box::pin(self.holder_ticket(&campaign, &input.user_id)).await;
         }
         let ticket_id = TicketId::generate();
         let appending = Instant::now();

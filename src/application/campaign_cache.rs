@@ -47,7 +47,9 @@ impl<R: CampaignRepository> CampaignCache<R> {
 
     pub async fn get(&self, id: CampaignId) -> Result<Option<Arc<Campaign>>, StoreError> {
         let Some(entry) = self.shared.cached(id) else {
-            return self.shared.fetch(id).await;
+            // Boxed: the database read's state (sqlx's, several KiB) would otherwise be
+            // reserved in every accept's future, and moved with it, for a rare miss.
+            return Box::pin(self.shared.fetch(id)).await;
         };
         let in_hand = entry.campaign.clone();
         let stale = entry.fetched_at.elapsed() >= self.shared.ttl && !in_hand.is_sold_out();
