@@ -178,6 +178,11 @@ async fn positions_count_the_backlog_ahead_and_only_go_down_as_it_drains() {
         };
         assert_eq!(finals[ticket]["status"], expected, "position {at}");
     }
+    // The worker's backlog gauges are exported (set every few seconds after a commit).
+    let log_end = client
+        .metric(r#"coupon_log_end_offset{partition="0"}"#)
+        .await;
+    assert!(log_end >= 1.0, "no coupon_log_end_offset: {log_end}");
     println!("positions seen while 5,000 drained: {seen:?}");
 }
 

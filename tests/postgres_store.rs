@@ -13,7 +13,7 @@ use sqlx::{Connection, PgConnection};
 
 use common::pg::{drop_database, fresh_database};
 use coupon::application::DecideIssueRequests;
-use coupon::application::decide_issue_requests::{self, Output};
+use coupon::application::decide_issue_requests;
 use coupon::domain::coupon_code::is_well_formed;
 use coupon::domain::ports::{
     BatchChanges, CampaignRepository, IssuanceBatch, IssuanceStore, StoreError, TicketRepository,
@@ -542,12 +542,8 @@ async fn stale_workers_are_fenced_and_redeliveries_change_nothing() -> TestResul
 
     let output = use_case.execute(input(0, old, 20)).await?;
     assert_eq!(
-        output,
-        Output {
-            resume_at: 20,
-            decided: 19,
-            issued: 5
-        }
+        (output.resume_at, output.decided, output.issued),
+        (20, 19, 5)
     );
     let before = stored_tickets(&store, old).await?;
 
@@ -563,12 +559,8 @@ async fn stale_workers_are_fenced_and_redeliveries_change_nothing() -> TestResul
     // Redelivered records below the stored offset are skipped without a transaction.
     let output = use_case.execute(input(20, old, 20)).await?;
     assert_eq!(
-        output,
-        Output {
-            resume_at: 20,
-            decided: 0,
-            issued: 0
-        }
+        (output.resume_at, output.decided, output.issued),
+        (20, 0, 0)
     );
     assert_eq!(stored_tickets(&store, old).await?, before);
     assert_eq!(store.next_offset(PARTITION).await?, 20);
@@ -576,12 +568,8 @@ async fn stale_workers_are_fenced_and_redeliveries_change_nothing() -> TestResul
     // A redelivery overlapping new records decides only the new ones.
     let output = use_case.execute(input(20, &records, 25)).await?;
     assert_eq!(
-        output,
-        Output {
-            resume_at: 25,
-            decided: 5,
-            issued: 0
-        }
+        (output.resume_at, output.decided, output.issued),
+        (25, 5, 0)
     );
     assert_eq!(stored_tickets(&store, old).await?, before);
     for (result, _) in stored_tickets(&store, new).await? {

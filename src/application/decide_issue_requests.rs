@@ -38,6 +38,8 @@ pub struct Output {
     pub resume_at: u64,
     pub decided: usize,
     pub issued: usize,
+    /// How long ago the batch's last request was appended, as of the commit.
+    pub lag: Option<TimeDelta>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,7 @@ impl<S: IssuanceStore> DecideIssueRequests<S> {
             resume_at: read_end,
             decided: changes.tickets.len(),
             issued: changes.coupons.len(),
+            lag,
         };
         let statuses = status_counts(&changes);
         batch.commit(changes).await?;

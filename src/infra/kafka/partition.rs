@@ -25,6 +25,7 @@ const MAX_BATCH: usize = 2_048;
 const BATCH_WINDOW: Duration = Duration::from_millis(2);
 const ERROR_PAUSE: Duration = Duration::from_millis(200);
 const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
 const KEY_REMEDY: &str = "every node must run with the deployment's original key \
     (--secret-key-file or COUPON_SECRET_KEY): restore it on this worker; a database that \
     recorded this key while it was empty must be recreated before it is used again";
@@ -67,6 +68,17 @@ impl<S: IssuanceStore> PartitionFeed<S> {
     /// The partition as the log's positions name it.
     pub fn log_partition(&self) -> u32 {
         self.log_partition
+    }
+
+    /// The partition's end (high watermark), asked of its leader: a network round trip,
+    /// for progress reports every few seconds, not for every batch.
+    pub fn log_end(&self) -> Option<u64> {
+        let watermarks = tokio::task::block_in_place(|| {
+            self.consumer
+                .fetch_watermarks(&self.topic, self.partition, WATERMARK_TIMEOUT)
+        });
+        let (_, high) = watermarks.ok()?;
+        u64::try_from(high).ok()
     }
 
     /// Where fetching started: the stored offset at assignment, if known.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::progress::BacklogProgress;
 use super::retry::{self, Backoff, Outcome};
 use crate::application::decide_issue_requests::Input;
 use crate::application::{DecideIssueRequests, DecidedOffsets};
@@ -29,6 +30,7 @@ pub async fn run<S: IssuanceStore>(
     decided.publish(PARTITION, resume_at);
     tracing::info!(resume_at, "issuing worker started");
     let mut end = log.end();
+    let mut progress = BacklogProgress::new(PARTITION);
     let mut read_failures = Backoff::default();
     while !shutdown.is_cancelled() {
         let raw = match log.read(resume_at, BATCH).await {
@@ -55,7 +57,10 @@ pub async fn run<S: IssuanceStore>(
             records: raw.iter().filter_map(embedded_log::decode).collect(),
         };
         resume_at = match retry::decide_until_committed(&decide, input, &shutdown).await {
-            Outcome::Committed(output) => output.resume_at,
+            Outcome::Committed(output) => {
+                progress.committed(output.resume_at, || Some(*end.borrow()), output.lag);
+                output.resume_at
+            }
             Outcome::Fenced { resume_at } => resume_at,
             Outcome::Stopped => break,
         };

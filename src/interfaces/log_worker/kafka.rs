@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::progress::BacklogProgress;
 use super::retry::{self, Outcome};
 use crate::application::DecideIssueRequests;
 use crate::application::decide_issue_requests::Input;
@@ -129,6 +130,7 @@ struct PartitionTask<S: IssuanceStore> {
 impl<S: IssuanceStore> PartitionTask<S> {
     async fn run(mut self) -> Result<(), KeyMismatch> {
         let partition = self.feed.log_partition();
+        let mut progress = BacklogProgress::new(partition);
         while let Some(fetched) = self.feed.next_fetch(&self.stop).await {
             let resume_at = match self.resume_at {
                 Some(offset) => offset,
@@ -155,7 +157,10 @@ impl<S: IssuanceStore> PartitionTask<S> {
                 read_end: batch.read_end,
             };
             match retry::decide_until_committed(&self.decide, input, &self.stop).await {
-                Outcome::Committed(output) => self.resume_at = Some(output.resume_at),
+                Outcome::Committed(output) => {
+                    progress.committed(output.resume_at, || self.feed.log_end(), output.lag);
+                    self.resume_at = Some(output.resume_at);
+                }
                 Outcome::Fenced { resume_at } => {
                     self.resume_at = Some(resume_at);
                     self.feed.seek(resume_at);

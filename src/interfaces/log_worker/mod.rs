@@ -6,4 +6,5 @@
 
 pub mod embedded;
 pub mod kafka;
+mod progress;
 mod retry;
