@@ -1,7 +1,8 @@
-//! Backlog progress while a worker drains a partition: every few seconds, after a
-//! commit, the gauges `coupon_log_end_offset` and `coupon_decision_lag_records` and,
+//! Backlog progress while a worker drains a partition: after each commit the gauges
+//! `coupon_log_end_offset` and `coupon_decision_lag_records` and, every few seconds
 //! while records wait, a log line with where the partition stands and how fast it moves.
-//! The log's end is asked for only then (on Kafka it is a round trip to the leader).
+//! The log's end is asked for only every few seconds (on Kafka it is a round trip to the
+//! leader); in between, the lag is counted against the end last asked.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,9 @@ pub struct BacklogProgress {
     partition: u32,
     reported_at: Instant,
     decided_then: Option<u64>,
+    /// The log's end as last asked; the gauges follow each commit against it, so they
+    /// reach zero lag as soon as the worker catches up with it.
+    log_end: Option<u64>,
 }
 
 /// What a report says: the partition is `behind` records behind the log's end and
@@ -31,6 +35,7 @@ impl BacklogProgress {
             partition,
             reported_at: Instant::now(),
             decided_then: None,
+            log_end: None,
         }
     }
 
@@ -43,29 +48,42 @@ impl BacklogProgress {
         lag: Option<TimeDelta>,
     ) {
         let now = Instant::now();
-        if self.decided_then.is_some() && now.duration_since(self.reported_at) < REPORT_EVERY {
-            return;
+        let due =
+            self.decided_then.is_none() || now.duration_since(self.reported_at) >= REPORT_EVERY;
+        if due {
+            self.log_end = log_end().or(self.log_end);
         }
-        let Some(log_end) = log_end() else { return };
+        let Some(known_end) = self.log_end else {
+            return;
+        };
+        let log_end = known_end.max(decided);
+        self.export(decided, log_end);
+        if let Some(report) = due.then(|| self.report(decided, log_end, now)).flatten() {
+            self.log(decided, log_end, report, lag);
+        }
+    }
+
+    fn export(&self, decided: u64, log_end: u64) {
         let partition = self.partition.to_string();
         metrics::gauge!("coupon_log_end_offset", "partition" => partition.clone())
             .set(log_end as f64);
         metrics::gauge!("coupon_decision_lag_records", "partition" => partition)
             .set(log_end.saturating_sub(decided) as f64);
-        if let Some(report) = self.report(decided, log_end, now) {
-            let lag_seconds = lag.map_or(0.0, |lag| lag.as_seconds_f64().max(0.0));
-            let eta_seconds = report.behind as f64 / report.per_second.max(1.0);
-            tracing::info!(
-                partition = self.partition,
-                decided,
-                log_end,
-                lag_records = report.behind,
-                lag_seconds,
-                records_per_second = report.per_second.round(),
-                eta_seconds = eta_seconds.round(),
-                "draining a backlog"
-            );
-        }
+    }
+
+    fn log(&self, decided: u64, log_end: u64, report: Report, lag: Option<TimeDelta>) {
+        let lag_seconds = lag.map_or(0.0, |lag| lag.as_seconds_f64().max(0.0));
+        let eta_seconds = report.behind as f64 / report.per_second.max(1.0);
+        tracing::info!(
+            partition = self.partition,
+            decided,
+            log_end,
+            lag_records = report.behind,
+            lag_seconds = (lag_seconds * 10.0).round() / 10.0,
+            records_per_second = report.per_second.round(),
+            eta_seconds = eta_seconds.round(),
+            "draining a backlog"
+        );
     }
 
     /// A report when one is due (every `REPORT_EVERY`) and records wait.
