@@ -1,9 +1,10 @@
 //! A read-through cache of campaigns for the accept path, which must not cost a
 //! database round trip per request. Only `issued_coupons` changes after creation; it
 //! is refreshed at most once per `ttl` per campaign, never again once the campaign is
-//! sold out. The refresh runs in its own task and no request waits for it (the value in
-//! hand is at most a `ttl` old, and the worker decides from the log, not from this
-//! count), so the database is never on the accept path of a campaign this node knows.
+//! sold out. The refresh runs in its own task: the request that started it waits for
+//! it a few milliseconds at most (so a sell-out is seen by the first request after it,
+//! and a winner retrying gets their ticket back at once), and a slow or unreachable
+//! database never stalls the requests of a campaign this node already knows.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::domain::ports::{CampaignRepository, StoreError};
 use crate::domain::{Campaign, CampaignId};
+
+/// How long a request waits for its campaign's refresh before using the value in hand.
+const REFRESH_WAIT: Duration = Duration::from_millis(20);
 
 struct Entry {
     campaign: Arc<Campaign>,
@@ -58,13 +62,20 @@ impl<R: CampaignRepository> CampaignCache<R> {
             return Ok(Some(in_hand));
         }
         let shared = self.shared.clone();
-        tokio::spawn(async move {
-            if let Err(error) = shared.fetch(id).await {
+        let refresh = tokio::spawn(async move {
+            let fetched = shared.fetch(id).await;
+            if let Err(error) = &fetched {
                 entry.refreshing.store(false, Ordering::Release);
                 tracing::warn!(%error, campaign_id = %id, "campaign refresh failed");
             }
+            fetched
         });
-        Ok(Some(in_hand))
+        // A database that answers at once gives this request the fresh value; one that
+        // does not costs it at most REFRESH_WAIT.
+        match tokio::time::timeout(REFRESH_WAIT, refresh).await {
+            Ok(Ok(Ok(Some(fresh)))) => Ok(Some(fresh)),
+            _ => Ok(Some(in_hand)),
+        }
     }
 }
 
