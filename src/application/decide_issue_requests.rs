@@ -38,7 +38,7 @@ pub struct Output {
     pub resume_at: u64,
     pub decided: usize,
     pub issued: usize,
-    /// How long ago the batch's last request was appended, as of the commit.
+    /// How long ago the batch's last request was appended, as of reading the batch.
     pub lag: Option<TimeDelta>,
 }
 
