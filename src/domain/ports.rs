@@ -1,12 +1,15 @@
 //! What the application needs from storage and from the log. Each has two
 //! implementations: SQLite + the embedded log, PostgreSQL + Kafka.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+
+use chrono::{DateTime, Utc};
 
 use super::campaign::{Campaign, CampaignId};
 use super::coupon_code::CouponCode;
 use super::issuance::Coupon;
-use super::log::{Appended, LogEvent};
+use super::log::{Appended, LogEvent, LogRecord};
 use super::ticket::{TicketId, TicketResult};
 use super::user::UserId;
 
@@ -150,4 +153,51 @@ pub trait IssuanceBatch: Send {
 
     /// Writes the changes and commits.
     fn commit(self, changes: BatchChanges) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Everything the store holds about decisions, read from one snapshot: what `audit`
+/// compares with a replay of the log.
+#[derive(Debug, Default)]
+pub struct DecidedState {
+    /// Each partition's first undecided offset.
+    pub offsets: BTreeMap<u32, u64>,
+    pub campaigns: Vec<Campaign>,
+    pub coupons: Vec<Coupon>,
+    pub tickets: Vec<TicketResult>,
+}
+
+pub trait DecidedStateReader: Send + Sync + 'static {
+    /// The whole decided state in one read-only transaction: safe while workers commit.
+    fn read_decided_state(&self) -> impl Future<Output = Result<DecidedState, StoreError>> + Send;
+}
+
+/// Consecutive records read back from one partition of the log.
+#[derive(Debug, Default)]
+pub struct ReplayChunk {
+    pub records: Vec<LogRecord>,
+    /// One past the last offset read, undecodable records included.
+    pub read_end: u64,
+}
+
+/// The log read back from any offset, outside the workers (audit, replay tools).
+pub trait LogReplay: Send + Sync + 'static {
+    /// The log's partitions and, for each, its end (one past its last record).
+    fn partition_ends(&self) -> impl Future<Output = Result<BTreeMap<u32, u64>, LogError>> + Send;
+
+    /// The first offset of `partition` appended at or after `at` (the log's clock); its
+    /// end when none is.
+    fn offset_at(
+        &self,
+        partition: u32,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, LogError>> + Send;
+
+    /// The next records of `partition` from `from` on, stopping before `until`; at least
+    /// one when `from < until` and the log holds it.
+    fn read(
+        &self,
+        partition: u32,
+        from: u64,
+        until: u64,
+    ) -> impl Future<Output = Result<ReplayChunk, LogError>> + Send;
 }

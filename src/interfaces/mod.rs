@@ -1,4 +1,5 @@
-//! Inbound adapters: the Connect API (`rpc`) and the issuing workers that follow the
-//! log (`log_worker`). Each drives use cases of `application`.
+//! Inbound adapters: the Connect API (`rpc`), the issuing workers that follow the
+//! log (`log_worker`) and the operator's commands (`operator`). Each drives use cases of `application`.
 pub mod log_worker;
+pub mod operator;
 pub mod rpc;

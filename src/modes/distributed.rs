@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,18 +12,21 @@ use chrono::TimeDelta;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-use crate::application::{DecideIssueRequests, DecidedOffsets, accept_issue_request};
+use crate::application::{
+    AuditDecisions, DecideIssueRequests, DecidedOffsets, RewindDecisions, accept_issue_request,
+};
 use crate::domain::ports::StoreError;
 use crate::domain::secret::SecretKeyError;
 use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::kafka::{
-    self, AppendSettings, KafkaLog, KafkaSetupError, TopicSettings, WorkerSettings,
+    self, AppendSettings, KafkaLog, KafkaReplay, KafkaSetupError, TopicSettings, WorkerSettings,
 };
 use crate::infra::key_fingerprint::{self, KeyMismatch};
 use crate::infra::metrics;
 use crate::infra::postgres::{PgStore, Publish, SessionLimits, follow_decided_offsets};
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::interfaces::log_worker;
+use crate::interfaces::operator::{self, audit::AuditArgs, rewind::RewindArgs};
 use crate::interfaces::rpc::server;
 
 /// Flags both node kinds share.
@@ -142,6 +146,26 @@ pub struct ConsumerArgs {
     #[arg(long, env = "COUPON_DB_KEEPALIVE_IDLE_S", default_value_t = 5,
         value_parser = clap::value_parser!(u64).range(1..=7_200))]
     pub db_keepalive_idle_s: u64,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `consumer audit`'s flags: where the log and the store are, and the key.
+#[derive(Args, Debug, Clone)]
+pub struct ConsumerAuditArgs {
+    #[command(flatten)]
+    pub audit: AuditArgs,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `consumer rewind`'s flags: where the log and the store are, and where to rewind to.
+#[derive(Args, Debug, Clone)]
+pub struct ConsumerRewindArgs {
+    #[command(flatten)]
+    pub rewind: RewindArgs,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -329,6 +353,57 @@ pub async fn run_consumer(
     };
     log_worker::kafka::run(topic, settings, store, decide, shutdown).await?;
     Ok(())
+}
+
+/// `consumer audit`: the topic decided again in memory, compared with PostgreSQL. Reads
+/// only: no migration, no group, nothing recorded.
+pub async fn audit(args: ConsumerAuditArgs) -> ExitCode {
+    match open_for_audit(&args.common).await {
+        Ok(audit) => operator::audit::run(audit, &args.audit).await,
+        Err(error) => {
+            eprintln!("audit could not run: {error}");
+            ExitCode::from(operator::audit::COULD_NOT_RUN)
+        }
+    }
+}
+
+async fn open_for_audit(
+    args: &CommonArgs,
+) -> Result<AuditDecisions<PgStore, KafkaReplay>, StartError> {
+    const REMEDY: &str = "audit with the deployment's key (--secret-key-file or COUPON_SECRET_KEY)";
+    let secret = args.secret()?;
+    let store = PgStore::connect_read_only(&args.database_url).await?;
+    let database = format!("PostgreSQL database {}", store.database_name().await?);
+    let recorded = store.key_fingerprint().await?;
+    key_fingerprint::check(
+        recorded.as_deref(),
+        &secret.fingerprint(),
+        &database,
+        REMEDY,
+    )?;
+    let log = KafkaReplay::new(
+        &args.kafka_brokers,
+        &args.topic,
+        Some(&secret.fingerprint()),
+    )?;
+    Ok(AuditDecisions::new(store, log, CodeGenerator::new(&secret)))
+}
+
+/// `consumer rewind`: decided offsets moved back in PostgreSQL; the workers decide from
+/// there. Needs no key: it reads no record, only offsets and append times.
+pub async fn rewind(args: ConsumerRewindArgs) -> ExitCode {
+    let opened = async {
+        let store = PgStore::connect(&args.common.database_url, 2).await?;
+        let log = KafkaReplay::new(&args.common.kafka_brokers, &args.common.topic, None)?;
+        Ok::<_, StartError>(RewindDecisions::new(store, log))
+    };
+    match opened.await {
+        Ok(rewind) => operator::rewind::run(rewind, &args.rewind).await,
+        Err(error) => {
+            eprintln!("rewind could not run: {error}");
+            ExitCode::from(operator::audit::COULD_NOT_RUN)
+        }
+    }
 }
 
 /// Refuses a node whose key is not the deployment's: the first node to start records

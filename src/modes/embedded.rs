@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
@@ -10,15 +11,18 @@ use connectrpc_health::StaticChecker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::application::{DecideIssueRequests, DecidedOffsets, accept_issue_request};
+use crate::application::{
+    AuditDecisions, DecideIssueRequests, DecidedOffsets, RewindDecisions, accept_issue_request,
+};
 use crate::domain::ports::StoreError;
 use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::data_dir::{self, DataDirError, DataDirLock};
-use crate::infra::embedded_log::EmbeddedLog;
+use crate::infra::embedded_log::{EmbeddedLog, LogFile};
 use crate::infra::key_fingerprint::{self, KeyMismatch};
 use crate::infra::secret_file::{self, SecretFileError};
-use crate::infra::sqlite::SqliteStore;
+use crate::infra::sqlite::{SqliteStore, StateFile, meta};
 use crate::interfaces::log_worker;
+use crate::interfaces::operator::{self, audit::AuditArgs, rewind::RewindArgs};
 use crate::interfaces::rpc::server;
 
 /// The data dir's files (besides `data_dir::LOCK_FILE`).
@@ -39,6 +43,34 @@ pub struct EmbeddedArgs {
 
     #[command(flatten)]
     pub serve: super::ServeArgs,
+
+    #[command(flatten)]
+    pub telemetry: super::TelemetryArgs,
+}
+
+/// `coupon audit`'s flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EmbeddedAuditArgs {
+    /// The data dir to audit. Only read: the service may keep running on it.
+    #[arg(long, env = "COUPON_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub audit: AuditArgs,
+
+    #[command(flatten)]
+    pub telemetry: super::TelemetryArgs,
+}
+
+/// `coupon rewind`'s flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EmbeddedRewindArgs {
+    /// The data dir to rewind; the service must be stopped (the dir is locked while it runs).
+    #[arg(long, env = "COUPON_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    #[command(flatten)]
+    pub rewind: RewindArgs,
 
     #[command(flatten)]
     pub telemetry: super::TelemetryArgs,
@@ -143,6 +175,67 @@ pub async fn start(args: EmbeddedArgs) -> Result<Running, StartError> {
         worker,
         _lock: data.lock,
     })
+}
+
+/// `coupon audit`: the data dir's log decided again in memory, compared with its state.
+pub async fn audit(args: EmbeddedAuditArgs) -> ExitCode {
+    match open_for_audit(&args.data_dir) {
+        Ok(audit) => operator::audit::run(audit, &args.audit).await,
+        Err(error) => {
+            eprintln!("audit could not run: {error}");
+            ExitCode::from(operator::audit::COULD_NOT_RUN)
+        }
+    }
+}
+
+/// Both files and the key, read-only: no lock, no migration, nothing recorded.
+fn open_for_audit(dir: &Path) -> Result<AuditDecisions<StateFile, LogFile>, StartError> {
+    const REMEDY: &str = "audit with the data dir's own secret.key";
+    let secret = secret_file::load(&dir.join(KEY_FILE))?;
+    let fingerprint = secret.fingerprint();
+    for file in [STATE_FILE, LOG_FILE] {
+        let path = dir.join(file);
+        let recorded = meta::key_fingerprint(&path)?;
+        key_fingerprint::check(
+            recorded.as_deref(),
+            &fingerprint,
+            &path.display().to_string(),
+            REMEDY,
+        )?;
+    }
+    let state = StateFile::open_read_only(&dir.join(STATE_FILE))?;
+    let log = LogFile::open_read_only(&dir.join(LOG_FILE))?;
+    Ok(AuditDecisions::new(state, log, CodeGenerator::new(&secret)))
+}
+
+/// `coupon rewind`: the state's decided offset moved back; the next start decides from
+/// there. Holds the data dir's lock meanwhile, so it refuses while the service runs.
+pub async fn rewind(args: EmbeddedRewindArgs) -> ExitCode {
+    match open_for_rewind(&args.data_dir).await {
+        Ok((rewind, _lock)) => operator::rewind::run(rewind, &args.rewind).await,
+        Err(error) => {
+            eprintln!("rewind could not run: {error}");
+            ExitCode::from(operator::audit::COULD_NOT_RUN)
+        }
+    }
+}
+
+async fn open_for_rewind(
+    dir: &Path,
+) -> Result<(RewindDecisions<SqliteStore, LogFile>, DataDirLock), StartError> {
+    for file in [STATE_FILE, LOG_FILE] {
+        if !dir.join(file).is_file() {
+            return Err(StoreError::Unavailable(format!(
+                "{} does not exist",
+                dir.join(file).display()
+            ))
+            .into());
+        }
+    }
+    let lock = data_dir::lock(dir)?;
+    let store = SqliteStore::open(&dir.join(STATE_FILE)).await?;
+    let log = LogFile::open_read_only(&dir.join(LOG_FILE))?;
+    Ok((RewindDecisions::new(store, log), lock))
 }
 
 /// A data dir opened by this process: locked, both files open, the key checked.

@@ -59,7 +59,7 @@ impl Cluster {
         Some(cluster)
     }
 
-    fn common_args(&self, database_url: &str) -> Vec<String> {
+    pub fn common_args(&self, database_url: &str) -> Vec<String> {
         let partitions = self.partitions.to_string();
         [
             "--kafka-brokers",

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod audit;
 pub mod cluster;
 pub mod connect;
 pub mod embedded;

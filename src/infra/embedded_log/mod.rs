@@ -6,6 +6,7 @@
 //! wake-up, not several round trips through sqlx's connection worker. The issuing
 //! worker that follows it is `interfaces::log_worker::embedded`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use super::sql_error::{corrupt, sqlite_error, store_error};
 use super::sql_values::{to_i64, to_u64};
 use super::sqlite::{Durability, Readers, create_owner_only, meta, open_writer};
 use crate::domain::log::Appended;
-use crate::domain::ports::{IssueLog, LogError, StoreError};
+use crate::domain::ports::{IssueLog, LogError, LogReplay, ReplayChunk, StoreError};
 use crate::domain::{LogEvent, LogPosition, LogRecord};
 
 /// The only partition of the embedded log.
@@ -30,6 +31,8 @@ pub const PARTITION: u32 = 0;
 const QUEUE_CAPACITY: usize = 65_536;
 /// Most records written by one commit.
 const MAX_GROUP: usize = 4_096;
+/// Most records a replay reads at once.
+const REPLAY_BATCH: u32 = 2_048;
 
 struct AppendJob {
     payload: Vec<u8>,
@@ -116,37 +119,115 @@ impl EmbeddedLog {
         meta::record_key_fingerprint(&self.path, fingerprint)
     }
 
-    /// Up to `limit` records from `offset` on, in order. Rows are stepped on the blocking
-    /// pool straight into records: one hand-off per batch, no JSON in between.
+    /// Up to `limit` records from `offset` on, in order.
     pub async fn read(&self, offset: u64, limit: u32) -> Result<Vec<RawRecord>, StoreError> {
-        const SQL: &str = "SELECT log_offset, appended_at_ms, payload FROM log_records \
-             WHERE log_offset >= ? ORDER BY log_offset LIMIT ?";
-        let from = to_i64(offset)?;
-        self.readers
-            .with_blocking(move |conn| {
-                let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
-                let mut rows = select
-                    .query(rusqlite::params![from, i64::from(limit)])
-                    .map_err(sqlite_error)?;
-                let mut records = Vec::with_capacity(limit.min(4_096) as usize);
-                while let Some(row) = rows.next().map_err(sqlite_error)? {
-                    let offset: i64 = row.get(0).map_err(sqlite_error)?;
-                    let at: i64 = row.get(1).map_err(sqlite_error)?;
-                    records.push(RawRecord {
-                        offset: u64::try_from(offset).map_err(corrupt)?,
-                        appended_at: DateTime::from_timestamp_millis(at)
-                            .ok_or_else(|| corrupt(format!("time {at}")))?,
-                        payload: row.get(2).map_err(sqlite_error)?,
-                    });
-                }
-                Ok(records)
-            })
-            .await
+        read_records(&self.readers, offset, limit).await
     }
 
     /// Watches the offset one past the last durable record.
     pub fn end(&self) -> watch::Receiver<u64> {
         self.end.clone()
+    }
+}
+
+/// Up to `limit` records from `offset` on, in order. Rows are stepped on the blocking
+/// pool straight into records: one hand-off per batch, no JSON in between.
+async fn read_records(
+    readers: &Arc<Readers>,
+    offset: u64,
+    limit: u32,
+) -> Result<Vec<RawRecord>, StoreError> {
+    const SQL: &str = "SELECT log_offset, appended_at_ms, payload FROM log_records \
+         WHERE log_offset >= ? ORDER BY log_offset LIMIT ?";
+    let from = to_i64(offset)?;
+    readers
+        .with_blocking(move |conn| {
+            let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+            let mut rows = select
+                .query(rusqlite::params![from, i64::from(limit)])
+                .map_err(sqlite_error)?;
+            let mut records = Vec::with_capacity(limit.min(4_096) as usize);
+            while let Some(row) = rows.next().map_err(sqlite_error)? {
+                let offset: i64 = row.get(0).map_err(sqlite_error)?;
+                let at: i64 = row.get(1).map_err(sqlite_error)?;
+                records.push(RawRecord {
+                    offset: u64::try_from(offset).map_err(corrupt)?,
+                    appended_at: DateTime::from_timestamp_millis(at)
+                        .ok_or_else(|| corrupt(format!("time {at}")))?,
+                    payload: row.get(2).map_err(sqlite_error)?,
+                });
+            }
+            Ok(records)
+        })
+        .await
+}
+
+/// The log file opened read-only, for replays outside the service (`audit`): never
+/// created, migrated or written, so it is safe while the service runs.
+pub struct LogFile {
+    readers: Arc<Readers>,
+}
+
+impl LogFile {
+    /// Refuses a missing file rather than creating an empty one.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            readers: Readers::of_existing(path)?,
+        })
+    }
+}
+
+impl LogReplay for LogFile {
+    async fn partition_ends(&self) -> Result<BTreeMap<u32, u64>, LogError> {
+        const SQL: &str = "SELECT COALESCE(MAX(log_offset) + 1, 0) FROM log_records";
+        let end = self
+            .readers
+            .with_blocking(|conn| {
+                let end: i64 = conn
+                    .query_row(SQL, [], |r| r.get(0))
+                    .map_err(sqlite_error)?;
+                to_u64(end)
+            })
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok(BTreeMap::from([(PARTITION, end)]))
+    }
+
+    async fn offset_at(&self, partition: u32, at: DateTime<Utc>) -> Result<u64, LogError> {
+        const SQL: &str = "SELECT COALESCE(MIN(log_offset), (SELECT COALESCE(MAX(log_offset) + 1, 0) FROM log_records)) \
+             FROM log_records WHERE appended_at_ms >= ?";
+        if partition != PARTITION {
+            return Ok(0);
+        }
+        let at = at.timestamp_millis();
+        self.readers
+            .with_blocking(move |conn| {
+                let offset: i64 = conn
+                    .query_row(SQL, [at], |r| r.get(0))
+                    .map_err(sqlite_error)?;
+                to_u64(offset)
+            })
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))
+    }
+
+    async fn read(&self, partition: u32, from: u64, until: u64) -> Result<ReplayChunk, LogError> {
+        let limit = u32::try_from(until.saturating_sub(from))
+            .unwrap_or(u32::MAX)
+            .min(REPLAY_BATCH);
+        if partition != PARTITION || limit == 0 {
+            return Ok(ReplayChunk {
+                records: Vec::new(),
+                read_end: from,
+            });
+        }
+        let raw = read_records(&self.readers, from, limit)
+            .await
+            .map_err(|e| LogError::Unavailable(e.to_string()))?;
+        Ok(ReplayChunk {
+            read_end: raw.last().map_or(from, |last| last.offset + 1),
+            records: raw.iter().filter_map(decode).collect(),
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 mod group;
 mod log;
 mod partition;
+mod replay;
 mod statistics;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ use rdkafka::error::RDKafkaErrorCode;
 pub use group::{GroupEvent, GroupMember, WorkerSettings};
 pub use log::{AppendSettings, KafkaLog};
 pub use partition::{FeedBatch, Fetched, PartitionFeed};
+pub use replay::KafkaReplay;
 
 /// Where the log lives and how its topic is made.
 #[derive(Debug, Clone)]

@@ -32,7 +32,7 @@ const KEY_REMEDY: &str = "every node must run with the deployment's original key
 
 /// A record copied out of the consumer's buffer.
 pub struct Fetched {
-    offset: i64,
+    pub(super) offset: i64,
     timestamp: Timestamp,
     payload: Vec<u8>,
 }
@@ -150,38 +150,14 @@ impl<S: IssuanceStore> PartitionFeed<S> {
     /// The record, `None` if undecodable (skipped), or the mismatch of a campaign
     /// record stamped with another key than this worker's.
     fn decode(&self, fetched: &Fetched) -> Result<Option<LogRecord>, KeyMismatch> {
-        if matches!(fetched.timestamp, Timestamp::CreateTime(_))
-            && !self.warned_clock.swap(true, Ordering::Relaxed)
-        {
-            tracing::error!(topic = %self.topic,
-                "topic does not use LogAppendTime: start instants are judged by producer clocks");
-        }
-        let Ok(offset) = u64::try_from(fetched.offset) else {
-            unreachable!("librdkafka hands out records at offsets ≥ 0 only")
+        let source = RecordSource {
+            topic: &self.topic,
+            partition: self.partition,
+            log_partition: self.log_partition,
+            key_fingerprint: Some(&self.key_fingerprint),
+            warned_clock: &self.warned_clock,
         };
-        let decoded = match event_codec::decode_stamped(&fetched.payload) {
-            Ok(decoded) => decoded,
-            Err(error) => {
-                tracing::error!(partition = self.partition, offset, %error, "undecodable record skipped");
-                return Ok(None);
-            }
-        };
-        if let Some(recorded) = &decoded.key_fingerprint {
-            // Campaign records only: rare enough to name the place eagerly.
-            let holder = format!(
-                "the campaign record at offset {offset} of partition {} of topic {}",
-                self.partition, self.topic
-            );
-            key_fingerprint::check(Some(recorded), &self.key_fingerprint, &holder, KEY_REMEDY)?;
-        }
-        Ok(Some(LogRecord {
-            position: LogPosition {
-                partition: self.log_partition,
-                offset,
-            },
-            appended_at: append_time(fetched.timestamp),
-            event: decoded.event,
-        }))
+        source.decode(fetched)
     }
 
     /// Moves the fetch position to `offset`.
@@ -203,7 +179,58 @@ impl<S: IssuanceStore> PartitionFeed<S> {
     }
 }
 
-fn copy(message: &rdkafka::message::BorrowedMessage<'_>) -> Fetched {
+/// Where fetched records come from: what decoding them needs to know.
+pub(super) struct RecordSource<'a> {
+    pub(super) topic: &'a str,
+    pub(super) partition: i32,
+    pub(super) log_partition: u32,
+    /// The reader's key's fingerprint, that campaign records must carry; `None` for a
+    /// reader that decides nothing (it only looks at offsets and times).
+    pub(super) key_fingerprint: Option<&'a str>,
+    /// Set once the topic was reported for not stamping append times.
+    pub(super) warned_clock: &'a AtomicBool,
+}
+
+impl RecordSource<'_> {
+    /// The record, `None` if undecodable (skipped), or the mismatch of a campaign
+    /// record stamped with another key than the reader's.
+    pub(super) fn decode(&self, fetched: &Fetched) -> Result<Option<LogRecord>, KeyMismatch> {
+        if matches!(fetched.timestamp, Timestamp::CreateTime(_))
+            && !self.warned_clock.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(topic = %self.topic,
+                "topic does not use LogAppendTime: start instants are judged by producer clocks");
+        }
+        let Ok(offset) = u64::try_from(fetched.offset) else {
+            unreachable!("librdkafka hands out records at offsets ≥ 0 only")
+        };
+        let decoded = match event_codec::decode_stamped(&fetched.payload) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                tracing::error!(partition = self.partition, offset, %error, "undecodable record skipped");
+                return Ok(None);
+            }
+        };
+        if let (Some(recorded), Some(current)) = (&decoded.key_fingerprint, self.key_fingerprint) {
+            // Campaign records only: rare enough to name the place eagerly.
+            let holder = format!(
+                "the campaign record at offset {offset} of partition {} of topic {}",
+                self.partition, self.topic
+            );
+            key_fingerprint::check(Some(recorded), current, &holder, KEY_REMEDY)?;
+        }
+        Ok(Some(LogRecord {
+            position: LogPosition {
+                partition: self.log_partition,
+                offset,
+            },
+            appended_at: append_time(fetched.timestamp),
+            event: decoded.event,
+        }))
+    }
+}
+
+pub(super) fn copy(message: &rdkafka::message::BorrowedMessage<'_>) -> Fetched {
     Fetched {
         offset: message.offset(),
         timestamp: message.timestamp(),

@@ -6,6 +6,7 @@ mod decided_listener;
 mod issuance;
 mod meta;
 mod repositories;
+mod snapshot;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -124,8 +125,21 @@ impl PgStore {
         Self::open(options, max_connections).await
     }
 
+    /// Connects without migrating, for tools that only read (`audit`): a database of
+    /// another schema version fails their queries instead of being changed.
+    pub async fn connect_read_only(database_url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(database_url)
+            .map_err(store_error)?
+            .application_name("coupon-audit");
+        Self::pool(options, 2).await
+    }
+
     async fn open(options: PgConnectOptions, max_connections: u32) -> Result<Self, StoreError> {
         migrate(&options).await?;
+        Self::pool(options, max_connections).await
+    }
+
+    async fn pool(options: PgConnectOptions, max_connections: u32) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -53,7 +53,7 @@ pub(super) fn campaign_from_row(row: CampaignRow) -> Result<Campaign, StoreError
     })
 }
 
-fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
+pub(super) fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
     let (code, campaign_id, ordinal, user_id, ticket_id, issued_at, partition, offset) = row;
     Ok(Coupon {
         code: CouponCode::parse(&code).map_err(corrupt)?,

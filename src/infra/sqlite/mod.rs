@@ -7,6 +7,7 @@ mod issuance;
 pub(crate) mod meta;
 mod readers;
 mod repositories;
+mod snapshot;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use issuance::SqliteBatch;
 pub(crate) use readers::Readers;
+pub use snapshot::StateFile;
 
 use super::sql_error::{corrupt, store_error};
 use crate::domain::ports::StoreError;

@@ -22,6 +22,17 @@ pub(crate) struct Readers {
 }
 
 impl Readers {
+    /// Readers of an existing file, for tools that must not create one (`audit`).
+    pub(crate) fn of_existing(path: &Path) -> Result<Arc<Self>, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Unavailable(format!(
+                "{} does not exist",
+                path.display()
+            )));
+        }
+        Ok(Self::new(path))
+    }
+
     pub(crate) fn new(path: &Path) -> Arc<Self> {
         Arc::new(Self {
             path: path.to_owned(),

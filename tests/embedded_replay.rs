@@ -1,0 +1,192 @@
+//! Replaying the embedded log as an operator's tool: `coupon audit` while the service
+//! runs, and on a tampered state file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::audit::{
+    Drop, assert_exactly, assert_identical, audit, expected_differences, other_code,
+};
+use common::connect::Client;
+use common::process::{Proc, free_port, wait_healthy};
+use coupon::domain::IssueStatus;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_coupon");
+
+fn start(data: &Path, port: u16, log: &Path) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    let data = data.to_str().expect("utf8");
+    Proc::spawn(BINARY, &["--listen", &listen, "--data-dir", data], log)
+}
+
+async fn audit_dir(data: &Path) -> common::audit::AuditRun {
+    audit(
+        &PathBuf::from(BINARY),
+        &["--data-dir", data.to_str().expect("utf8")],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_finds_a_running_service_identical_and_exactly_the_tampered_rows() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let client = Client::new(format!("http://127.0.0.1:{port}"));
+    let _server = start(&data, port, &dir.path().join("server.log"));
+    wait_healthy(&client, Duration::from_secs(20)).await;
+    let drop = Drop::run(std::slice::from_ref(&client)).await;
+
+    assert_identical(&audit_dir(&data).await, &drop);
+
+    // Tamper with the state file under the running service: one code edited, one coupon
+    // deleted, one ticket's status flipped.
+    let sold_out = drop.ticket_with("ISSUE_STATUS_SOLD_OUT");
+    let state = rusqlite::Connection::open(data.join("coupon.sqlite")).expect("open state");
+    state
+        .busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    let code_5: String = state
+        .query_row(
+            "SELECT code FROM coupons WHERE campaign_id = ?1 AND ordinal = 5",
+            [&drop.campaign_id],
+            |r| r.get(0),
+        )
+        .expect("coupon 5");
+    let tampered = other_code(&code_5);
+    let changed = state
+        .execute(
+            "UPDATE coupons SET code = ?1 WHERE campaign_id = ?2 AND ordinal = 5",
+            (&tampered, &drop.campaign_id),
+        )
+        .expect("edit a code")
+        + state
+            .execute(
+                "DELETE FROM coupons WHERE campaign_id = ?1 AND ordinal = 7",
+                [&drop.campaign_id],
+            )
+            .expect("delete a coupon")
+        + state
+            .execute(
+                "UPDATE ticket_results SET status = ?1 WHERE ticket_id = ?2",
+                (IssueStatus::NotStarted.code(), &sold_out),
+            )
+            .expect("flip a status");
+    assert_eq!(changed, 3);
+
+    let tampered_run = audit_dir(&data).await;
+    let expected = expected_differences(&drop.campaign_id, &code_5, &tampered, &sold_out);
+    assert_exactly(&tampered_run, &expected);
+}
+
+#[tokio::test]
+async fn audit_of_a_missing_data_dir_could_not_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let run = audit_dir(&dir.path().join("nothing here")).await;
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("audit could not run"), "{run:?}");
+}
+
+/// Every row of the state file's decision tables, in key order.
+fn dump_state(data: &Path) -> Vec<String> {
+    const TABLES: [&str; 4] = [
+        "SELECT * FROM campaigns ORDER BY id",
+        "SELECT * FROM coupons ORDER BY campaign_id, ordinal",
+        "SELECT * FROM ticket_results ORDER BY ticket_id",
+        "SELECT * FROM partition_offsets ORDER BY log_partition",
+    ];
+    let state = rusqlite::Connection::open(data.join("coupon.sqlite")).expect("open state");
+    let mut rows = Vec::new();
+    for sql in TABLES {
+        let mut select = state.prepare(sql).expect(sql);
+        let columns = select.column_count();
+        let mut found = select.query([]).expect(sql);
+        while let Some(row) = found.next().expect(sql) {
+            let values: Vec<String> = (0..columns)
+                .map(|i| format!("{:?}", row.get_ref(i).expect("column")))
+                .collect();
+            rows.push(values.join("|"));
+        }
+    }
+    rows
+}
+
+async fn rewind_dir(data: &Path, to: &str) -> common::audit::AuditRun {
+    let output = tokio::process::Command::new(BINARY)
+        .args([
+            "rewind",
+            "--data-dir",
+            data.to_str().expect("utf8"),
+            "--to",
+            to,
+        ])
+        .output()
+        .await
+        .expect("run rewind");
+    common::audit::AuditRun {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rewound_log_is_decided_again_without_changing_a_row() {
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    let port = free_port();
+    let client = Client::new(format!("http://127.0.0.1:{port}"));
+    let log = dir.path().join("server.log");
+    let mut server = start(&data, port, &log);
+    wait_healthy(&client, Duration::from_secs(20)).await;
+    let drop = Drop::run(std::slice::from_ref(&client)).await;
+
+    // The data dir is locked while the service runs: rewinding is refused.
+    let refused = rewind_dir(&data, "earliest").await;
+    assert_eq!(refused.code, Some(2), "{refused:?}");
+    assert!(
+        refused.stderr.contains("rewind could not run"),
+        "{refused:?}"
+    );
+
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    server
+        .exit_within(Duration::from_secs(20))
+        .await
+        .expect("stops");
+    let before = dump_state(&data);
+    let decided = before.last().expect("an offset row").clone();
+
+    let rewound = rewind_dir(&data, "earliest").await;
+    assert_eq!(rewound.code, Some(0), "{rewound:?}");
+    let records = drop.finals.len() + 2; // two campaign records
+    assert!(
+        rewound
+            .stdout
+            .contains(&format!("decided offset {records} -> 0 ({records} records")),
+        "{rewound:?}"
+    );
+    // Never forward: from 0, offset 5 would skip undecided records.
+    let forward = rewind_dir(&data, "5").await;
+    assert_eq!(forward.code, Some(2), "{forward:?}");
+    assert!(
+        forward.stderr.contains("would move it forward"),
+        "{forward:?}"
+    );
+
+    let _server = start(&data, port, &log);
+    wait_healthy(&client, Duration::from_secs(20)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while dump_state(&data).last() != Some(&decided) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replay never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dump_state(&data), before, "a replay changed a stored row");
+    let clean = audit_dir(&data).await;
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+}
