@@ -204,3 +204,77 @@ async fn a_rewound_topic_is_decided_again_without_changing_a_row() {
     assert_eq!(clean.code, Some(0), "{clean:?}");
     pg::drop_database(&cluster.database_url).await;
 }
+
+/// Runs a PostgreSQL client tool (pg_dump, pg_restore) to its end.
+async fn pg_tool(tool: &str, args: &[&str]) {
+    let output = tokio::process::Command::new(tool)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("{tool}: {e} (scripts/services.sh installs PostgreSQL's tools)")
+        });
+    assert!(
+        output.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_taken_mid_flood_and_restored_replays_to_the_same_rows() {
+    let Some(cluster) = Cluster::new(2).await else {
+        return;
+    };
+    let producer = cluster.producer("producer-1", &[]).await;
+    let _consumer = cluster.consumer("consumer-1");
+    let flood = common::audit::BackgroundFlood::start(std::slice::from_ref(&producer.client)).await;
+    flood.until_accepted(600).await;
+    let backup = cluster.dir.path().join("backup.dump");
+    let backup = backup.to_str().expect("utf8");
+    pg_tool(
+        "pg_dump",
+        &["--format=custom", "--file", backup, &cluster.database_url],
+    )
+    .await;
+    let finals = flood.finish(&producer.client).await;
+    let original = dump_state(&cluster.database_url).await;
+    let decided = decided_total(&cluster.database_url).await;
+
+    // Restore into a fresh database; a worker of its own group replays the topic's tail
+    // from the backup's offsets and reaches exactly the original rows.
+    let Some(restored) = pg::fresh_database().await else {
+        return;
+    };
+    pg_tool("pg_restore", &["--no-owner", "--dbname", &restored, backup]).await;
+    assert_ne!(
+        dump_state(&restored).await,
+        original,
+        "the backup was taken mid-flood"
+    );
+    let restore_group = format!("{}-restore", cluster.group);
+    let _restorer = cluster.consumer_on("restorer", &restored, &restore_group);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while decided_total(&restored).await < decided {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never caught up\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        dump_state(&restored).await,
+        original,
+        "the restored database replayed to other rows"
+    );
+    let audited = audit_cluster(&cluster, &[("--database-url", &restored)]).await;
+    assert_eq!(audited.code, Some(0), "{audited:?}");
+    assert!(
+        finals
+            .values()
+            .all(|r| r["status"] != "ISSUE_STATUS_PENDING")
+    );
+    pg::drop_database(&restored).await;
+    pg::drop_database(&cluster.database_url).await;
+}

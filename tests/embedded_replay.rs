@@ -15,10 +15,56 @@ use coupon::domain::IssueStatus;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_coupon");
 
-fn start(data: &Path, port: u16, log: &Path) -> Proc {
+/// The built binary serving a data dir in a temp dir, restartable on the same port.
+struct Service {
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    port: u16,
+    client: Client,
+    proc: Proc,
+}
+
+impl Service {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let data = dir.path().join("data");
+        let port = free_port();
+        let client = Client::new(format!("http://127.0.0.1:{port}"));
+        let proc = spawn(&dir, &data, port);
+        wait_healthy(&client, Duration::from_secs(20)).await;
+        Self {
+            dir,
+            data,
+            port,
+            client,
+            proc,
+        }
+    }
+
+    /// SIGTERM, and waits for the exit.
+    async fn stop(&mut self) {
+        self.proc.signal(nix::sys::signal::Signal::SIGTERM);
+        self.proc
+            .exit_within(Duration::from_secs(20))
+            .await
+            .expect("stops");
+    }
+
+    async fn restart(&mut self) {
+        self.proc = spawn(&self.dir, &self.data, self.port);
+        wait_healthy(&self.client, Duration::from_secs(20)).await;
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).expect("server log")
+    }
+}
+
+fn spawn(dir: &tempfile::TempDir, data: &Path, port: u16) -> Proc {
     let listen = format!("127.0.0.1:{port}");
     let data = data.to_str().expect("utf8");
-    Proc::spawn(BINARY, &["--listen", &listen, "--data-dir", data], log)
+    let log = dir.path().join("server.log");
+    Proc::spawn(BINARY, &["--listen", &listen, "--data-dir", data], &log)
 }
 
 async fn audit_dir(data: &Path) -> common::audit::AuditRun {
@@ -31,15 +77,11 @@ async fn audit_dir(data: &Path) -> common::audit::AuditRun {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn audit_finds_a_running_service_identical_and_exactly_the_tampered_rows() {
-    let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().join("data");
-    let port = free_port();
-    let client = Client::new(format!("http://127.0.0.1:{port}"));
-    let _server = start(&data, port, &dir.path().join("server.log"));
-    wait_healthy(&client, Duration::from_secs(20)).await;
-    let drop = Drop::run(std::slice::from_ref(&client)).await;
+    let service = Service::start().await;
+    let data = &service.data;
+    let drop = Drop::run(std::slice::from_ref(&service.client)).await;
 
-    assert_identical(&audit_dir(&data).await, &drop);
+    assert_identical(&audit_dir(data).await, &drop);
 
     // Tamper with the state file under the running service: one code edited, one coupon
     // deleted, one ticket's status flipped.
@@ -76,7 +118,7 @@ async fn audit_finds_a_running_service_identical_and_exactly_the_tampered_rows()
             .expect("flip a status");
     assert_eq!(changed, 3);
 
-    let tampered_run = audit_dir(&data).await;
+    let tampered_run = audit_dir(data).await;
     let expected = expected_differences(&drop.campaign_id, &code_5, &tampered, &sold_out);
     assert_exactly(&tampered_run, &expected);
 }
@@ -114,34 +156,16 @@ fn dump_state(data: &Path) -> Vec<String> {
 }
 
 async fn rewind_dir(data: &Path, to: &str) -> common::audit::AuditRun {
-    let output = tokio::process::Command::new(BINARY)
-        .args([
-            "rewind",
-            "--data-dir",
-            data.to_str().expect("utf8"),
-            "--to",
-            to,
-        ])
-        .output()
-        .await
-        .expect("run rewind");
-    common::audit::AuditRun {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let data = data.to_str().expect("utf8");
+    let args = ["rewind", "--data-dir", data, "--to", to];
+    common::audit::run(&PathBuf::from(BINARY), &args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rewound_log_is_decided_again_without_changing_a_row() {
-    let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().join("data");
-    let port = free_port();
-    let client = Client::new(format!("http://127.0.0.1:{port}"));
-    let log = dir.path().join("server.log");
-    let mut server = start(&data, port, &log);
-    wait_healthy(&client, Duration::from_secs(20)).await;
-    let drop = Drop::run(std::slice::from_ref(&client)).await;
+    let mut service = Service::start().await;
+    let data = service.data.clone();
+    let drop = Drop::run(std::slice::from_ref(&service.client)).await;
 
     // The data dir is locked while the service runs: rewinding is refused.
     let refused = rewind_dir(&data, "earliest").await;
@@ -151,23 +175,14 @@ async fn a_rewound_log_is_decided_again_without_changing_a_row() {
         "{refused:?}"
     );
 
-    server.signal(nix::sys::signal::Signal::SIGTERM);
-    server
-        .exit_within(Duration::from_secs(20))
-        .await
-        .expect("stops");
+    service.stop().await;
     let before = dump_state(&data);
     let decided = before.last().expect("an offset row").clone();
-
     let rewound = rewind_dir(&data, "earliest").await;
     assert_eq!(rewound.code, Some(0), "{rewound:?}");
-    let records = drop.finals.len() + 2; // two campaign records
-    assert!(
-        rewound
-            .stdout
-            .contains(&format!("decided offset {records} -> 0 ({records} records")),
-        "{rewound:?}"
-    );
+    let records = drop.finals.len() + 2; // and the two campaign records
+    let moved = format!("decided offset {records} -> 0 ({records} records");
+    assert!(rewound.stdout.contains(&moved), "{rewound:?}");
     // Never forward: from 0, offset 5 would skip undecided records.
     let forward = rewind_dir(&data, "5").await;
     assert_eq!(forward.code, Some(2), "{forward:?}");
@@ -176,17 +191,85 @@ async fn a_rewound_log_is_decided_again_without_changing_a_row() {
         "{forward:?}"
     );
 
-    let _server = start(&data, port, &log);
-    wait_healthy(&client, Duration::from_secs(20)).await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while dump_state(&data).last() != Some(&decided) {
+    service.restart().await;
+    await_decided(&data, &decided).await;
+    assert_eq!(dump_state(&data), before, "a replay changed a stored row");
+    let clean = audit_dir(&data).await;
+    assert_eq!(clean.code, Some(0), "{clean:?}");
+}
+
+/// Waits until the state's decided offset row reads `decided`.
+async fn await_decided(data: &Path, decided: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while dump_state(data).last().map(String::as_str) != Some(decided) {
         assert!(
             std::time::Instant::now() < deadline,
             "the replay never caught up"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(dump_state(&data), before, "a replay changed a stored row");
-    let clean = audit_dir(&data).await;
-    assert_eq!(clean.code, Some(0), "{clean:?}");
+}
+
+fn remove_state(data: &Path) {
+    for file in ["coupon.sqlite", "coupon.sqlite-wal", "coupon.sqlite-shm"] {
+        match std::fs::remove_file(data.join(file)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("removing {file}: {e}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_restored_after_the_flood_and_a_deleted_state_file_replay_to_the_same_rows() {
+    let mut service = Service::start().await;
+    let data = service.data.clone();
+
+    // An online backup of the state file in the middle of a flood (SQLite's VACUUM INTO
+    // reads one snapshot while the service keeps writing).
+    let flood = common::audit::BackgroundFlood::start(std::slice::from_ref(&service.client)).await;
+    flood.until_accepted(600).await;
+    let backup = service.dir.path().join("backup.sqlite");
+    let state = rusqlite::Connection::open(data.join("coupon.sqlite")).expect("open state");
+    state
+        .execute("VACUUM INTO ?1", [backup.to_str().expect("utf8")])
+        .expect("online backup");
+    drop(state);
+    let finals = flood.finish(&service.client).await;
+    service.stop().await;
+    let original = dump_state(&data);
+    let decided = original.last().expect("an offset row").clone();
+
+    // Restore: the backup decided less; the next start replays the log's tail from its
+    // offset and reaches exactly the original rows.
+    remove_state(&data);
+    std::fs::copy(&backup, data.join("coupon.sqlite")).expect("restore");
+    assert_ne!(
+        dump_state(&data),
+        original,
+        "the backup was taken mid-flood"
+    );
+    service.restart().await;
+    await_decided(&data, &decided).await;
+    assert_eq!(
+        dump_state(&data),
+        original,
+        "the restored store replayed to other rows"
+    );
+    let audited = audit_dir(&data).await;
+    assert_eq!(audited.code, Some(0), "{audited:?}");
+    let tickets: Vec<String> = finals.keys().cloned().collect();
+    let again = service
+        .client
+        .await_final(&tickets, Duration::from_secs(10))
+        .await;
+    assert_eq!(again, finals);
+
+    // The state file deleted, the log kept: the next start rebuilds it, and says so.
+    service.stop().await;
+    remove_state(&data);
+    service.restart().await;
+    await_decided(&data, &decided).await;
+    assert_eq!(dump_state(&data), original, "the rebuilt store differs");
+    let said = service.log();
+    assert!(said.contains("rebuilding the state from the log"), "{said}");
 }

@@ -252,7 +252,15 @@ impl DataDir {
         let lock = data_dir::lock(dir)?;
         let store = SqliteStore::open(&dir.join(STATE_FILE)).await?;
         let log = EmbeddedLog::open(&dir.join(LOG_FILE)).await?;
+        let rebuilding = !store.holds_data()? && *log.end().borrow() > 0;
         let secret = load_key(dir, &store, &log)?;
+        if rebuilding {
+            // A new or emptied state file beside a log with records (restored from a
+            // backup of the log alone, or the state file was deleted): deciding the log
+            // from its start rebuilds every outcome and code.
+            tracing::warn!(state = %dir.join(STATE_FILE).display(), log_records = *log.end().borrow(),
+                "the state file holds no decisions but the log has records: rebuilding the state from the log");
+        }
         Ok(Self {
             lock,
             store,

@@ -92,7 +92,11 @@ impl Drop {
         // API node that has learned of the sell-out refuses the rest at once.
         let mut outcome = flood(clients, &campaign_id, users, 80, progress.clone()).await;
         let sold_out = |e: &RpcError| e.reason.as_deref() == Some("CAMPAIGN_SOLD_OUT");
-        assert!(outcome.refused.iter().all(sold_out), "{:?}", outcome.refused);
+        assert!(
+            outcome.refused.iter().all(sold_out),
+            "{:?}",
+            outcome.refused
+        );
         let early = flood(clients, &later_id, vec!["early".into()], 1, progress).await;
         outcome.accepted.extend(early.accepted);
         let tickets: Vec<String> = outcome.accepted.into_iter().map(|(t, _)| t).collect();
@@ -162,5 +166,45 @@ pub fn assert_exactly(run: &AuditRun, expected: &[(String, String)]) {
                 .any(|line| line.starts_with(starts.as_str()) && line.contains(contains.as_str())),
             "no difference {starts}…{contains} in {run:?}"
         );
+    }
+}
+
+/// A flood in the background: 2,000 users on a campaign of 500 coupons, 16 at a time.
+pub struct BackgroundFlood {
+    pub campaign_id: String,
+    pub accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<super::flood::Outcome>,
+}
+
+impl BackgroundFlood {
+    pub async fn start(clients: &[Client]) -> Self {
+        let campaign = clients[0]
+            .create_campaign("restored", 500, &rfc3339_in(TimeDelta::zero()))
+            .await
+            .expect("create");
+        let campaign_id = campaign["id"].as_str().expect("id").to_owned();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let users = (0..2_000).map(|n| format!("flood-{n}")).collect();
+        let (clients, id, progress) = (clients.to_vec(), campaign_id.clone(), accepted.clone());
+        let task = tokio::spawn(async move { flood(&clients, &id, users, 16, progress).await });
+        Self {
+            campaign_id,
+            accepted,
+            task,
+        }
+    }
+
+    /// Waits until `count` requests are accepted (the middle of the flood).
+    pub async fn until_accepted(&self, count: usize) {
+        while self.accepted.load(std::sync::atomic::Ordering::Relaxed) < count {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The flood's end: every accepted ticket final.
+    pub async fn finish(self, client: &Client) -> HashMap<String, Value> {
+        let outcome = self.task.await.expect("flood task");
+        let tickets: Vec<String> = outcome.accepted.into_iter().map(|(t, _)| t).collect();
+        client.await_final(&tickets, Duration::from_secs(120)).await
     }
 }
