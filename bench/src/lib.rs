@@ -7,6 +7,7 @@ pub mod control;
 pub mod load;
 pub mod metrics_scrape;
 pub mod poll_storm;
+pub mod replay;
 pub mod report;
 pub mod rss;
 pub mod run;

@@ -124,6 +124,12 @@ impl EmbeddedLog {
         read_records(&self.readers, offset, limit).await
     }
 
+    /// Up to `limit` records from `offset` on, decoded (undecodable ones skipped);
+    /// `read_end` is `offset` when there were none.
+    pub async fn read_decoded(&self, offset: u64, limit: u32) -> Result<ReplayChunk, StoreError> {
+        read_decoded(&self.readers, offset, limit).await
+    }
+
     /// Watches the offset one past the last durable record.
     pub fn end(&self) -> watch::Receiver<u64> {
         self.end.clone()
@@ -137,29 +143,50 @@ async fn read_records(
     offset: u64,
     limit: u32,
 ) -> Result<Vec<RawRecord>, StoreError> {
-    const SQL: &str = "SELECT log_offset, appended_at_ms, payload FROM log_records \
-         WHERE log_offset >= ? ORDER BY log_offset LIMIT ?";
+    let from = to_i64(offset)?;
+    readers
+        .with_blocking(move |conn| step_records(conn, from, limit))
+        .await
+}
+
+/// As [`read_records`], decoded on the blocking pool too (the worker's task stays free
+/// to decide the previous batch meanwhile).
+async fn read_decoded(
+    readers: &Arc<Readers>,
+    offset: u64,
+    limit: u32,
+) -> Result<ReplayChunk, StoreError> {
     let from = to_i64(offset)?;
     readers
         .with_blocking(move |conn| {
-            let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
-            let mut rows = select
-                .query(rusqlite::params![from, i64::from(limit)])
-                .map_err(sqlite_error)?;
-            let mut records = Vec::with_capacity(limit.min(4_096) as usize);
-            while let Some(row) = rows.next().map_err(sqlite_error)? {
-                let offset: i64 = row.get(0).map_err(sqlite_error)?;
-                let at: i64 = row.get(1).map_err(sqlite_error)?;
-                records.push(RawRecord {
-                    offset: u64::try_from(offset).map_err(corrupt)?,
-                    appended_at: DateTime::from_timestamp_millis(at)
-                        .ok_or_else(|| corrupt(format!("time {at}")))?,
-                    payload: row.get(2).map_err(sqlite_error)?,
-                });
-            }
-            Ok(records)
+            let raw = step_records(conn, from, limit)?;
+            Ok(ReplayChunk {
+                read_end: raw.last().map_or(offset, |last| last.offset + 1),
+                records: raw.iter().filter_map(decode).collect(),
+            })
         })
         .await
+}
+
+fn step_records(conn: &Connection, from: i64, limit: u32) -> Result<Vec<RawRecord>, StoreError> {
+    const SQL: &str = "SELECT log_offset, appended_at_ms, payload FROM log_records \
+         WHERE log_offset >= ? ORDER BY log_offset LIMIT ?";
+    let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+    let mut rows = select
+        .query(rusqlite::params![from, i64::from(limit)])
+        .map_err(sqlite_error)?;
+    let mut records = Vec::with_capacity(limit.min(4_096) as usize);
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        let offset: i64 = row.get(0).map_err(sqlite_error)?;
+        let at: i64 = row.get(1).map_err(sqlite_error)?;
+        records.push(RawRecord {
+            offset: u64::try_from(offset).map_err(corrupt)?,
+            appended_at: DateTime::from_timestamp_millis(at)
+                .ok_or_else(|| corrupt(format!("time {at}")))?,
+            payload: row.get(2).map_err(sqlite_error)?,
+        });
+    }
+    Ok(records)
 }
 
 /// The log file opened read-only, for replays outside the service (`audit`): never
@@ -221,13 +248,9 @@ impl LogReplay for LogFile {
                 read_end: from,
             });
         }
-        let raw = read_records(&self.readers, from, limit)
+        read_decoded(&self.readers, from, limit)
             .await
-            .map_err(|e| LogError::Unavailable(e.to_string()))?;
-        Ok(ReplayChunk {
-            read_end: raw.last().map_or(from, |last| last.offset + 1),
-            records: raw.iter().filter_map(decode).collect(),
-        })
+            .map_err(|e| LogError::Unavailable(e.to_string()))
     }
 }
 

@@ -20,7 +20,7 @@ use crate::infra::event_codec;
 use crate::infra::key_fingerprint::{self, KeyMismatch};
 
 /// Records decided per transaction at most.
-const MAX_BATCH: usize = 2_048;
+const MAX_BATCH: usize = 8_192;
 /// How long a batch waits for more records once it has one.
 const BATCH_WINDOW: Duration = Duration::from_millis(2);
 const ERROR_PAUSE: Duration = Duration::from_millis(200);

@@ -11,11 +11,11 @@ use super::progress::BacklogProgress;
 use super::retry::{self, Backoff, Outcome};
 use crate::application::decide_issue_requests::Input;
 use crate::application::{DecideIssueRequests, DecidedOffsets};
-use crate::domain::ports::IssuanceStore;
-use crate::infra::embedded_log::{self, EmbeddedLog, PARTITION};
+use crate::domain::ports::{IssuanceStore, ReplayChunk, StoreError};
+use crate::infra::embedded_log::{EmbeddedLog, PARTITION};
 
 /// Records decided per transaction at most.
-const BATCH: u32 = 2_048;
+const BATCH: u32 = 8_192;
 
 /// Runs until `shutdown` is cancelled; a batch in flight is finished first.
 pub async fn run<S: IssuanceStore>(
@@ -32,9 +32,15 @@ pub async fn run<S: IssuanceStore>(
     let mut end = log.end();
     let mut progress = BacklogProgress::new(PARTITION);
     let mut read_failures = Backoff::default();
+    // The next batch, read while the previous one commits (a backlog drains faster).
+    let mut ahead: Option<(u64, Result<ReplayChunk, StoreError>)> = None;
     while !shutdown.is_cancelled() {
-        let raw = match log.read(resume_at, BATCH).await {
-            Ok(raw) => raw,
+        let read = match ahead.take() {
+            Some((from, read)) if from == resume_at => read,
+            _ => log.read_decoded(resume_at, BATCH).await,
+        };
+        let chunk = match read {
+            Ok(chunk) => chunk,
             Err(error) => {
                 tracing::error!(%error, "cannot read the log; retrying");
                 read_failures.pause(&shutdown).await;
@@ -42,21 +48,35 @@ pub async fn run<S: IssuanceStore>(
             }
         };
         read_failures = Backoff::default();
-        let Some(last) = raw.last() else {
+        let read_end = chunk.read_end;
+        if read_end <= resume_at {
             // Caught up: sleep until the writer publishes a new end.
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 changed = end.wait_for(|end| *end > resume_at) => if changed.is_err() { break },
             }
             continue;
-        };
+        }
         let input = Input {
             partition: PARTITION,
             resume_at,
-            read_end: last.offset + 1,
-            records: raw.iter().filter_map(embedded_log::decode).collect(),
+            read_end,
+            records: chunk.records,
         };
-        resume_at = match retry::decide_until_committed(&decide, input, &shutdown).await {
+        let read_next = async {
+            let more = *end.borrow() > read_end;
+            if more {
+                Some((read_end, log.read_decoded(read_end, BATCH).await))
+            } else {
+                None
+            }
+        };
+        let (outcome, next) = tokio::join!(
+            retry::decide_until_committed(&decide, input, &shutdown),
+            read_next
+        );
+        ahead = next;
+        resume_at = match outcome {
             Outcome::Committed(output) => {
                 progress.committed(output.resume_at, || Some(*end.borrow()), output.lag);
                 output.resume_at
