@@ -36,6 +36,8 @@ pub struct Report {
     pub final_latency_ms: Percentiles,
     pub get_result_latency_ms: Percentiles,
     pub get_campaign_latency_ms: Percentiles,
+    /// The first GetCampaign after the drop (its first page), which the others follow.
+    pub get_campaign_first_ms: f64,
     pub resolved_after_last_request_ms: f64,
     pub issued: u64,
     pub expected_issued: u64,
@@ -51,6 +53,7 @@ impl Report {
         final_latency: &Latency,
         get_result: &Latency,
         get_campaign: &Latency,
+        get_campaign_first: &Latency,
         resolved_after: Duration,
         verdict: Verdict,
     ) -> Self {
@@ -87,6 +90,7 @@ impl Report {
             final_latency_ms: final_latency.percentiles(),
             get_result_latency_ms: get_result.percentiles(),
             get_campaign_latency_ms: get_campaign.percentiles(),
+            get_campaign_first_ms: get_campaign_first.percentiles().max,
             resolved_after_last_request_ms: resolved_after.as_secs_f64() * 1000.0,
             issued: verdict.issued,
             expected_issued: verdict.expected_issued,
@@ -145,6 +149,10 @@ impl Report {
         out.push_str(&row("ticket to final", &self.final_latency_ms));
         out.push_str(&row("GetIssueResult", &self.get_result_latency_ms));
         out.push_str(&row("GetCampaign page", &self.get_campaign_latency_ms));
+        out.push_str(&format!(
+            "{:<22} {:>9.2} (the first page read after the drop)\n",
+            "GetCampaign first", self.get_campaign_first_ms
+        ));
         out.push_str(&format!(
             "\nlast tickets final {:.0} ms after the last request\n",
             self.resolved_after_last_request_ms

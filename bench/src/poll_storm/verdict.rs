@@ -33,7 +33,7 @@ impl Session {
         .await;
         self.bar.set_message("GetCampaign");
         let (issued_coupons, listed_codes) =
-            list_campaign(self.pool.first(), &self.campaign_id, &Latency::default()).await?;
+            list_campaign(self.pool.first(), &self.campaign_id, &[&Latency::default()]).await?;
         let campaign = CampaignRecord {
             id: self.campaign_id.clone(),
             total: o.coupons,

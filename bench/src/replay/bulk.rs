@@ -191,11 +191,11 @@ pub async fn postgres(source: &str, target: &str) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// One partition's tickets and the coupons they won, as COPY lines.
+type PartitionRows = (Vec<Row<String>>, Vec<Row<String>>);
+
 /// Tickets and coupons split by the partition their ticket was in.
-fn by_partition(
-    tickets: Vec<Row<String>>,
-    coupons: Vec<Row<String>>,
-) -> Vec<(Vec<Row<String>>, Vec<Row<String>>)> {
+fn by_partition(tickets: Vec<Row<String>>, coupons: Vec<Row<String>>) -> Vec<PartitionRows> {
     let mut split: std::collections::BTreeMap<i64, (Vec<_>, Vec<_>)> = Default::default();
     for ticket in tickets {
         split.entry(ticket.position.0).or_default().0.push(ticket);

@@ -14,11 +14,17 @@ use crate::domain::ports::{IssuanceStore, LogReplay};
 pub struct RewindArgs {
     /// Where to rewind to: `earliest` (the first record), an offset, or an RFC 3339
     /// instant (the first record the log appended at or after it).
-    #[arg(long, value_parser = parse_target)]
+    #[arg(long, env = "COUPON_REWIND_TO", value_parser = parse_target)]
     pub to: Target,
 
-    /// A partition to rewind (repeat the flag for several); every partition when absent.
-    #[arg(long = "partition", value_name = "N")]
+    /// A partition to rewind (repeat the flag, or list them with commas, for several);
+    /// every partition when absent.
+    #[arg(
+        long = "partition",
+        env = "COUPON_REWIND_PARTITIONS",
+        value_name = "N",
+        value_delimiter = ','
+    )]
     pub only_partitions: Vec<u32>,
 }
 
