@@ -227,9 +227,12 @@ async fn a_backup_taken_mid_flood_and_restored_replays_to_the_same_rows() {
         return;
     };
     let producer = cluster.producer("producer-1", &[]).await;
-    let _consumer = cluster.consumer("consumer-1");
+    let consumer = cluster.consumer("consumer-1");
     let flood = common::audit::BackgroundFlood::start(std::slice::from_ref(&producer.client)).await;
-    flood.until_accepted(600).await;
+    flood.until_accepted(250).await;
+    // The worker frozen while the backup is taken, so that the flood's rest is surely
+    // decided after it (the flood goes on into the log meanwhile).
+    consumer.signal(nix::sys::signal::Signal::SIGSTOP);
     let backup = cluster.dir.path().join("backup.dump");
     let backup = backup.to_str().expect("utf8");
     pg_tool(
@@ -237,6 +240,7 @@ async fn a_backup_taken_mid_flood_and_restored_replays_to_the_same_rows() {
         &["--format=custom", "--file", backup, &cluster.database_url],
     )
     .await;
+    consumer.signal(nix::sys::signal::Signal::SIGCONT);
     let finals = flood.finish(&producer.client).await;
     let original = dump_state(&cluster.database_url).await;
     let decided = decided_total(&cluster.database_url).await;

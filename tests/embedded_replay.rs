@@ -227,13 +227,21 @@ async fn a_backup_restored_after_the_flood_and_a_deleted_state_file_replay_to_th
     // An online backup of the state file in the middle of a flood (SQLite's VACUUM INTO
     // reads one snapshot while the service keeps writing).
     let flood = common::audit::BackgroundFlood::start(std::slice::from_ref(&service.client)).await;
-    flood.until_accepted(600).await;
+    flood.until_accepted(250).await;
+    // Decisions held back (the write lock taken) while the backup is read, so that the
+    // flood's rest is surely decided after it (the flood goes on into the log meanwhile).
     let backup = service.dir.path().join("backup.sqlite");
+    let hold = rusqlite::Connection::open(data.join("coupon.sqlite")).expect("open state");
+    hold.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    hold.execute_batch("BEGIN IMMEDIATE")
+        .expect("hold the writer");
     let state = rusqlite::Connection::open(data.join("coupon.sqlite")).expect("open state");
     state
         .execute("VACUUM INTO ?1", [backup.to_str().expect("utf8")])
         .expect("online backup");
-    drop(state);
+    hold.execute_batch("ROLLBACK").expect("release the writer");
+    drop((state, hold));
     let finals = flood.finish(&service.client).await;
     service.stop().await;
     let original = dump_state(&data);

@@ -194,9 +194,15 @@ impl BackgroundFlood {
         }
     }
 
-    /// Waits until `count` requests are accepted (the middle of the flood).
+    /// Waits until `count` requests are accepted (the middle of the flood). Keep it
+    /// below the 500 coupons: once a node learns of the sell-out it refuses the rest.
     pub async fn until_accepted(&self, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while self.accepted.load(std::sync::atomic::Ordering::Relaxed) < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{count} requests never accepted"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
