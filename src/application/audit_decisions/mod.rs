@@ -81,6 +81,8 @@ impl<S: DecidedStateReader, L: LogReplay> AuditDecisions<S, L> {
     }
 
     pub async fn execute(&self, input: Input) -> Result<Output, Error> {
+        // Whatever an earlier run that failed half-way left in the replay goes first.
+        self.replay.take();
         // The snapshot first: the log only grows, so it holds everything it decided.
         let stored = self.stored.read_decided_state().await?;
         let ends = self.log.partition_ends().await?;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::client_config;
@@ -71,9 +72,11 @@ impl KafkaReplay {
         Ok(())
     }
 
-    /// Messages from the assigned position: at least one (or the partition's end),
-    /// then whatever is buffered, up to `until` and `MAX_CHUNK`.
-    async fn fetch(&self, from: u64, until: u64) -> Result<Vec<Fetched>, LogError> {
+    /// Messages of `partition` from the assigned position: at least one (or the
+    /// partition's end), then whatever is buffered, up to `until` and `MAX_CHUNK`. What
+    /// is left of an earlier assignment (its records, its end-of-partition events) is
+    /// skipped.
+    async fn fetch(&self, partition: i32, from: u64, until: u64) -> Result<Vec<Fetched>, LogError> {
         let mut fetched: Vec<Fetched> = Vec::new();
         let mut next = from;
         while next < until && fetched.len() < MAX_CHUNK {
@@ -89,8 +92,10 @@ impl KafkaReplay {
                         self.topic
                     )));
                 }
+                Ok(Err(KafkaError::PartitionEOF(other))) if other != partition => continue,
                 Err(_) | Ok(Err(KafkaError::PartitionEOF(_))) => break,
                 Ok(Err(error)) => return Err(unavailable(error)),
+                Ok(Ok(message)) if message.partition() != partition => continue,
                 Ok(Ok(message)) => message,
             };
             let record = copy(&message);
@@ -148,7 +153,7 @@ impl LogReplay for KafkaReplay {
             });
         }
         self.seek_to(partition, from)?;
-        let fetched = self.fetch(from, until).await;
+        let fetched = self.fetch(kafka_partition(partition)?, from, until).await;
         let fetched = match fetched {
             Ok(fetched) => fetched,
             Err(error) => {
