@@ -5,7 +5,8 @@
 mod common;
 
 use common::audit::{
-    AuditRun, Drop, assert_exactly, assert_identical, audit, expected_differences, other_code, run,
+    AuditRun, AuditedDrop, assert_exactly, assert_identical, audit, expected_differences,
+    other_code, run,
 };
 use common::cluster::{Cluster, binary};
 use common::pg;
@@ -37,7 +38,7 @@ async fn audit_finds_a_running_deployment_identical_and_exactly_the_tampered_row
     ];
     let _consumer = cluster.consumer("consumer-1");
     let clients: Vec<_> = producers.iter().map(|p| p.client.clone()).collect();
-    let drop = Drop::run(&clients).await;
+    let drop = AuditedDrop::run(&clients).await;
 
     assert_identical(&audit_cluster(&cluster, &[]).await, &drop);
 
@@ -147,9 +148,9 @@ async fn a_rewound_topic_is_decided_again_without_changing_a_row() {
     };
     let producer = cluster.producer("producer-1", &[]).await;
     let mut consumer = cluster.consumer("consumer-1");
-    let drop = Drop::run(std::slice::from_ref(&producer.client)).await;
+    let drop = AuditedDrop::run(std::slice::from_ref(&producer.client)).await;
     let mid_drop = chrono::Utc::now();
-    let late = Drop::run(std::slice::from_ref(&producer.client)).await;
+    let late = AuditedDrop::run(std::slice::from_ref(&producer.client)).await;
     let decided = decided_total(&cluster.database_url).await;
     assert_eq!(decided as usize, drop.finals.len() + late.finals.len() + 4);
     consumer.kill9();
@@ -183,7 +184,7 @@ async fn a_rewound_topic_is_decided_again_without_changing_a_row() {
     let all = rewind_cluster(&cluster, "earliest", &[]).await;
     assert_eq!(all.code, Some(0), "{all:?}");
     // New traffic makes the running worker's partitions move on from the rewound offsets.
-    let newer = Drop::run(std::slice::from_ref(&producer.client)).await;
+    let newer = AuditedDrop::run(std::slice::from_ref(&producer.client)).await;
     let expected = decided + newer.finals.len() as i64 + 2;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while decided_total(&cluster.database_url).await < expected {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::audit::{
-    Drop, assert_exactly, assert_identical, audit, expected_differences, other_code,
+    AuditedDrop, assert_exactly, assert_identical, audit, expected_differences, other_code,
 };
 use common::connect::Client;
 use common::process::{Proc, free_port, wait_healthy};
@@ -79,7 +79,7 @@ async fn audit_dir(data: &Path) -> common::audit::AuditRun {
 async fn audit_finds_a_running_service_identical_and_exactly_the_tampered_rows() {
     let service = Service::start().await;
     let data = &service.data;
-    let drop = Drop::run(std::slice::from_ref(&service.client)).await;
+    let drop = AuditedDrop::run(std::slice::from_ref(&service.client)).await;
 
     assert_identical(&audit_dir(data).await, &drop);
 
@@ -165,7 +165,7 @@ async fn rewind_dir(data: &Path, to: &str) -> common::audit::AuditRun {
 async fn a_rewound_log_is_decided_again_without_changing_a_row() {
     let mut service = Service::start().await;
     let data = service.data.clone();
-    let drop = Drop::run(std::slice::from_ref(&service.client)).await;
+    let drop = AuditedDrop::run(std::slice::from_ref(&service.client)).await;
 
     // The data dir is locked while the service runs: rewinding is refused.
     let refused = rewind_dir(&data, "earliest").await;

@@ -360,10 +360,7 @@ pub async fn run_consumer(
 pub async fn audit(args: ConsumerAuditArgs) -> ExitCode {
     match open_for_audit(&args.common).await {
         Ok(audit) => operator::audit::run(audit, &args.audit).await,
-        Err(error) => {
-            eprintln!("audit could not run: {error}");
-            ExitCode::from(operator::audit::COULD_NOT_RUN)
-        }
+        Err(error) => operator::could_not_run("audit", &error),
     }
 }
 
@@ -399,10 +396,7 @@ pub async fn rewind(args: ConsumerRewindArgs) -> ExitCode {
     };
     match opened.await {
         Ok(rewind) => operator::rewind::run(rewind, &args.rewind).await,
-        Err(error) => {
-            eprintln!("rewind could not run: {error}");
-            ExitCode::from(operator::audit::COULD_NOT_RUN)
-        }
+        Err(error) => operator::could_not_run("rewind", &error),
     }
 }
 

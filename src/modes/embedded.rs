@@ -181,10 +181,7 @@ pub async fn start(args: EmbeddedArgs) -> Result<Running, StartError> {
 pub async fn audit(args: EmbeddedAuditArgs) -> ExitCode {
     match open_for_audit(&args.data_dir) {
         Ok(audit) => operator::audit::run(audit, &args.audit).await,
-        Err(error) => {
-            eprintln!("audit could not run: {error}");
-            ExitCode::from(operator::audit::COULD_NOT_RUN)
-        }
+        Err(error) => operator::could_not_run("audit", &error),
     }
 }
 
@@ -213,10 +210,7 @@ fn open_for_audit(dir: &Path) -> Result<AuditDecisions<StateFile, LogFile>, Star
 pub async fn rewind(args: EmbeddedRewindArgs) -> ExitCode {
     match open_for_rewind(&args.data_dir).await {
         Ok((rewind, _lock)) => operator::rewind::run(rewind, &args.rewind).await,
-        Err(error) => {
-            eprintln!("rewind could not run: {error}");
-            ExitCode::from(operator::audit::COULD_NOT_RUN)
-        }
+        Err(error) => operator::could_not_run("rewind", &error),
     }
 }
 

@@ -53,7 +53,7 @@ pub async fn audit(binary: &Path, args: &[&str]) -> AuditRun {
 }
 
 /// An audit that found the store identical to the log, having compared `drop`'s rows.
-pub fn assert_identical(run: &AuditRun, drop: &Drop) {
+pub fn assert_identical(run: &AuditRun, drop: &AuditedDrop) {
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.contains("identical"), "{run:?}");
     let compared = format!(
@@ -66,13 +66,13 @@ pub fn assert_identical(run: &AuditRun, drop: &Drop) {
 /// A drop: 20 coupons, 60 users of whom 20 ask twice (issued, sold out, already
 /// issued), and a request for a campaign that has not started (refused at once, or
 /// decided NOT_STARTED where the API leaves it to the log's clock).
-pub struct Drop {
+pub struct AuditedDrop {
     pub campaign_id: String,
     /// Final result of every accepted ticket, by ticket.
     pub finals: HashMap<String, Value>,
 }
 
-impl Drop {
+impl AuditedDrop {
     pub async fn run(clients: &[Client]) -> Self {
         let client = &clients[0];
         let campaign = client

@@ -1,12 +1,12 @@
 //! The replayed state against the stored one, row by row and field by field: each
 //! difference names the row, the field, what the log implies and what the store holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
 use super::replay_store::ReplayedState;
 use crate::domain::ports::DecidedState;
-use crate::domain::{Campaign, CampaignId, Coupon, TicketId, TicketResult};
+use crate::domain::{Campaign, CampaignId, Coupon, LogPosition, TicketId, TicketResult};
 
 /// One way the store differs from what the log implies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,46 +88,135 @@ pub fn compare(
     found: &mut Differences,
 ) -> Compared {
     let mut compared = Compared::default();
-    compare_campaigns(
-        replayed,
+    let extra = compare_rows(
+        replayed.campaigns.values(),
         stored.campaigns,
-        &stored.offsets,
-        &mut compared,
+        &mut compared.campaigns,
         found,
     );
-    compare_coupons(&replayed.coupons, stored.coupons, &mut compared, found);
-    compare_tickets(&replayed.tickets, stored.tickets, &mut compared, found);
-    compared
-}
-
-fn compare_campaigns(
-    replayed: &ReplayedState,
-    stored: Vec<Campaign>,
-    offsets: &BTreeMap<u32, u64>,
-    compared: &mut Compared,
-    found: &mut Differences,
-) {
-    let mut stored: HashMap<CampaignId, Campaign> = stored.into_iter().map(|c| (c.id, c)).collect();
-    let mut expected: Vec<&Campaign> = replayed.campaigns.values().collect();
-    expected.sort_by_key(|c| c.origin);
-    for campaign in expected {
-        let row = format!("campaign {}", campaign.id);
-        compared.campaigns += 1;
-        match stored.remove(&campaign.id) {
-            Some(held) => found.fields(&row, &campaign_fields(campaign, &held)),
-            None => found.push(&row, "row", describe_campaign(campaign), NO_ROW.into()),
-        }
-    }
-    let mut extra: Vec<Campaign> = stored.into_values().collect();
-    extra.sort_by_key(|c| c.origin);
     for held in extra {
-        let decided = offsets.get(&held.origin.partition).copied().unwrap_or(0);
+        // Stored by the API node, its creation record not decided yet: nothing to say.
+        let decided = stored
+            .offsets
+            .get(&held.origin.partition)
+            .copied()
+            .unwrap_or(0);
         if held.origin.offset >= decided {
             compared.undecided_campaigns += 1;
         } else {
-            let row = format!("campaign {}", held.id);
-            found.push(&row, "row", NO_ROW.into(), describe_campaign(&held));
+            report_extra([held], found);
         }
+    }
+    let coupons = replayed.coupons.values();
+    let extra = compare_rows(coupons, stored.coupons, &mut compared.coupons, found);
+    report_extra(extra, found);
+    let tickets = replayed.tickets.values();
+    let extra = compare_rows(tickets, stored.tickets, &mut compared.tickets, found);
+    report_extra(extra, found);
+    compared
+}
+
+/// A kind of stored row the audit compares: how it is keyed, ordered and told.
+trait AuditedRow: Sized {
+    type Key: Eq + std::hash::Hash;
+    type Order: Ord;
+    fn key(&self) -> Self::Key;
+    /// Log order, for listing differences in it.
+    fn order(&self) -> Self::Order;
+    /// `campaign <id>`, `coupon <ordinal> of campaign <id>`, `ticket <id>`.
+    fn row(&self) -> String;
+    /// Each compared column: its name, the replayed value, the stored value.
+    fn fields(&self, stored: &Self) -> Vec<(&'static str, String, String)>;
+    fn describe(&self) -> String;
+}
+
+/// Every replayed row against the stored row of its key, in log order; the stored rows
+/// the replay has no key for are returned, in log order, for the caller to judge.
+fn compare_rows<'a, T: AuditedRow + 'a>(
+    replayed: impl Iterator<Item = &'a T>,
+    stored: Vec<T>,
+    counted: &mut usize,
+    found: &mut Differences,
+) -> Vec<T> {
+    let mut stored: HashMap<T::Key, T> = stored.into_iter().map(|t| (t.key(), t)).collect();
+    let mut expected: Vec<&T> = replayed.collect();
+    expected.sort_by_key(|t| t.order());
+    for row in expected {
+        *counted += 1;
+        match stored.remove(&row.key()) {
+            Some(held) => found.fields(&row.row(), &row.fields(&held)),
+            None => found.push(&row.row(), "row", row.describe(), NO_ROW.into()),
+        }
+    }
+    let mut extra: Vec<T> = stored.into_values().collect();
+    extra.sort_by_key(|t| t.order());
+    extra
+}
+
+/// Stored rows the log implies none of.
+fn report_extra<T: AuditedRow>(extra: impl IntoIterator<Item = T>, found: &mut Differences) {
+    for held in extra {
+        found.push(&held.row(), "row", NO_ROW.into(), held.describe());
+    }
+}
+
+impl AuditedRow for Campaign {
+    type Key = CampaignId;
+    type Order = LogPosition;
+    fn key(&self) -> CampaignId {
+        self.id
+    }
+    fn order(&self) -> LogPosition {
+        self.origin
+    }
+    fn row(&self) -> String {
+        format!("campaign {}", self.id)
+    }
+    fn fields(&self, stored: &Self) -> Vec<(&'static str, String, String)> {
+        campaign_fields(self, stored).into()
+    }
+    fn describe(&self) -> String {
+        describe_campaign(self)
+    }
+}
+
+impl AuditedRow for Coupon {
+    type Key = (CampaignId, u64);
+    type Order = (CampaignId, u64);
+    fn key(&self) -> (CampaignId, u64) {
+        (self.campaign_id, self.ordinal)
+    }
+    fn order(&self) -> (CampaignId, u64) {
+        self.key()
+    }
+    fn row(&self) -> String {
+        format!("coupon {} of campaign {}", self.ordinal, self.campaign_id)
+    }
+    fn fields(&self, stored: &Self) -> Vec<(&'static str, String, String)> {
+        coupon_fields(self, stored).into()
+    }
+    fn describe(&self) -> String {
+        describe_coupon(self)
+    }
+}
+
+impl AuditedRow for TicketResult {
+    type Key = TicketId;
+    type Order = LogPosition;
+    fn key(&self) -> TicketId {
+        self.ticket_id
+    }
+    fn order(&self) -> LogPosition {
+        self.position
+    }
+    fn row(&self) -> String {
+        format!("ticket {}", self.ticket_id)
+    }
+    fn fields(&self, stored: &Self) -> Vec<(&'static str, String, String)> {
+        ticket_fields(self, stored).into()
+    }
+    fn describe(&self) -> String {
+        describe_ticket(self)
     }
 }
 
@@ -168,38 +257,6 @@ fn describe_campaign(c: &Campaign) -> String {
     )
 }
 
-fn compare_coupons(
-    replayed: &BTreeMap<(CampaignId, u64), Coupon>,
-    stored: Vec<Coupon>,
-    compared: &mut Compared,
-    found: &mut Differences,
-) {
-    let mut stored: BTreeMap<(CampaignId, u64), Coupon> = stored
-        .into_iter()
-        .map(|c| ((c.campaign_id, c.ordinal), c))
-        .collect();
-    for (key, coupon) in replayed {
-        let row = coupon_row(coupon);
-        compared.coupons += 1;
-        match stored.remove(key) {
-            Some(held) => found.fields(&row, &coupon_fields(coupon, &held)),
-            None => found.push(&row, "row", describe_coupon(coupon), NO_ROW.into()),
-        }
-    }
-    for held in stored.into_values() {
-        found.push(
-            &coupon_row(&held),
-            "row",
-            NO_ROW.into(),
-            describe_coupon(&held),
-        );
-    }
-}
-
-fn coupon_row(c: &Coupon) -> String {
-    format!("coupon {} of campaign {}", c.ordinal, c.campaign_id)
-}
-
 fn coupon_fields(log: &Coupon, store: &Coupon) -> [(&'static str, String, String); 5] {
     // Coupons stored before positions were kept have none: nothing to compare there.
     let stored_position = store.ticket_position.or(log.ticket_position);
@@ -235,36 +292,6 @@ fn describe_coupon(c: &Coupon) -> String {
         c.user_id.to_string(),
         c.ticket_id
     )
-}
-
-fn compare_tickets(
-    replayed: &HashMap<TicketId, TicketResult>,
-    stored: Vec<TicketResult>,
-    compared: &mut Compared,
-    found: &mut Differences,
-) {
-    let mut stored: HashMap<TicketId, TicketResult> =
-        stored.into_iter().map(|t| (t.ticket_id, t)).collect();
-    let mut expected: Vec<&TicketResult> = replayed.values().collect();
-    expected.sort_by_key(|t| t.position);
-    for ticket in expected {
-        let row = format!("ticket {}", ticket.ticket_id);
-        compared.tickets += 1;
-        match stored.remove(&ticket.ticket_id) {
-            Some(held) => found.fields(&row, &ticket_fields(ticket, &held)),
-            None => found.push(&row, "row", describe_ticket(ticket), NO_ROW.into()),
-        }
-    }
-    let mut extra: Vec<TicketResult> = stored.into_values().collect();
-    extra.sort_by_key(|t| t.position);
-    for held in extra {
-        found.push(
-            &format!("ticket {}", held.ticket_id),
-            "row",
-            NO_ROW.into(),
-            describe_ticket(&held),
-        );
-    }
 }
 
 fn ticket_fields(log: &TicketResult, store: &TicketResult) -> [(&'static str, String, String); 5] {
@@ -308,11 +335,11 @@ fn describe_ticket(t: &TicketResult) -> String {
     )
 }
 
-fn position(p: crate::domain::LogPosition) -> String {
+fn position(p: LogPosition) -> String {
     format!("partition {} offset {}", p.partition, p.offset)
 }
 
-fn optional_position(p: Option<crate::domain::LogPosition>) -> String {
+fn optional_position(p: Option<LogPosition>) -> String {
     p.map_or_else(|| "none".into(), position)
 }
 

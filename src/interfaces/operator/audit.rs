@@ -10,8 +10,6 @@ use crate::domain::ports::{DecidedStateReader, LogReplay};
 
 /// Exit code when the store differs from what the log implies.
 pub const DIFFERENT: u8 = 1;
-/// Exit code when the audit could not run (storage or log unreachable, wrong key…).
-pub const COULD_NOT_RUN: u8 = 2;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct AuditArgs {
@@ -44,11 +42,7 @@ pub async fn run<S: DecidedStateReader, L: LogReplay>(
                 ExitCode::from(DIFFERENT)
             }
         }
-        Err(error) => {
-            tracing::error!(%error, "audit could not run");
-            eprintln!("audit could not run: {error}");
-            ExitCode::from(COULD_NOT_RUN)
-        }
+        Err(error) => super::could_not_run("audit", &error),
     }
 }
 

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use chrono::DateTime;
 
-use super::audit::COULD_NOT_RUN;
 use crate::application::RewindDecisions;
 use crate::application::rewind_decisions::{Input, Output, Target};
 use crate::domain::ports::{IssuanceStore, LogReplay};
@@ -58,10 +57,7 @@ pub async fn run<S: IssuanceStore, L: LogReplay>(
             print!("{}", report(&output));
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("rewind refused: {error}");
-            ExitCode::from(COULD_NOT_RUN)
-        }
+        Err(error) => super::could_not_run("rewind", &error),
     }
 }
 
