@@ -95,6 +95,16 @@ async fn decide_in_batches(
     sizes: &[usize],
 ) -> Result<u64, decide_issue_requests::Error> {
     let use_case = DecideIssueRequests::new(store.clone(), CodeGenerator::new(secret));
+    decide_with(&use_case, store, records, sizes).await
+}
+
+/// As [`decide_in_batches`], by a worker that may have decided batches before.
+async fn decide_with(
+    use_case: &DecideIssueRequests<PgStore>,
+    store: &PgStore,
+    records: &[LogRecord],
+    sizes: &[usize],
+) -> Result<u64, decide_issue_requests::Error> {
     let mut expected = store.next_offset(PARTITION).await?;
     let mut rest = records;
     for &size in sizes.iter().cycle() {
@@ -769,6 +779,100 @@ async fn the_holders_lookup_probes_the_user_index_even_on_a_new_table() -> TestR
         "holders plan:\n{plan}"
     );
     conn.close().await?;
+    drop_database(&url).await;
+    Ok(())
+}
+
+/// A record the log holds twice (the same ticket at two offsets) keeps its first
+/// decision, whether the repeat comes in a later batch or in the same one: the plain
+/// insert of the batch's tickets fails on the primary key and the careful one runs.
+#[tokio::test]
+async fn a_request_the_log_holds_twice_keeps_its_first_decision() -> TestResult {
+    let Some(url) = fresh_database().await else {
+        return Ok(());
+    };
+    let store = connect(&url).await?;
+    let secret = SecretKey::generate();
+
+    let campaign = new_campaign("twice", 1, at(START_MS));
+    let mut records = vec![created(0, &campaign)];
+    for (offset, user) in [(1, "alice"), (2, "bob")] {
+        records.push(requested(offset, campaign.id, user, at(START_MS + 1)));
+    }
+    let repeat = |of: &LogRecord, offset: u64| LogRecord {
+        position: LogPosition {
+            partition: PARTITION,
+            offset,
+        },
+        ..of.clone()
+    };
+    // Bob's request again in the next batch, then Alice's and Bob's again in one batch.
+    records.push(repeat(&records[2], 3));
+    records.push(repeat(&records[1], 4));
+    records.push(repeat(&records[2], 5));
+
+    let resume_at = decide_in_batches(&store, &secret, &records, &[3, 1, 2]).await?;
+    assert_eq!(resume_at, 6);
+    let stored = stored_tickets(&store, &records[1..3]).await?;
+    let statuses: Vec<IssueStatus> = stored.iter().map(|(t, _)| t.status).collect();
+    assert_eq!(statuses, [IssueStatus::Issued, IssueStatus::SoldOut]);
+    let (alice, coupon) = &stored[0];
+    assert_eq!(alice.position.offset, 1, "the first decision is kept");
+    assert_eq!(coupon.as_ref().map(|c| c.ordinal), Some(1));
+    let (bob, _) = &stored[1];
+    assert_eq!(bob.position.offset, 2, "the first decision is kept");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM ticket_results")
+        .fetch_one(&mut PgConnection::connect(&url).await?)
+        .await?;
+    assert_eq!(count, 2);
+
+    drop_database(&url).await;
+    Ok(())
+}
+
+/// A worker keeps each campaign's holders between batches. The store restored to an
+/// empty one under a running worker (its copy now ahead of the store) and decided
+/// again gives the same rows: the copy is dropped, not trusted.
+#[tokio::test]
+async fn a_worker_decides_a_restored_store_as_it_decided_the_original() -> TestResult {
+    let Some(url) = fresh_database().await else {
+        return Ok(());
+    };
+    let store = connect(&url).await?;
+    let secret = SecretKey::generate();
+    let use_case = DecideIssueRequests::new(store.clone(), CodeGenerator::new(&secret));
+
+    let campaign = new_campaign("restored", 30, at(START_MS));
+    let mut records = vec![created(0, &campaign)];
+    for i in 1..=120_i64 {
+        // Users come back: every user asks three times over the flood.
+        let user = format!("user-{}", i % 40);
+        records.push(requested(
+            u64::try_from(i)?,
+            campaign.id,
+            &user,
+            at(START_MS + i),
+        ));
+    }
+    decide_with(&use_case, &store, &records, &[7, 13]).await?;
+    let first = stored_tickets(&store, &records).await?;
+    let issued = first
+        .iter()
+        .filter(|(t, _)| t.status == IssueStatus::Issued)
+        .count();
+    let repeats = first
+        .iter()
+        .filter(|(t, _)| t.status == IssueStatus::AlreadyIssued)
+        .count();
+    assert_eq!((issued, repeats), (30, 60));
+
+    let mut conn = PgConnection::connect(&url).await?;
+    sqlx::query("TRUNCATE coupons, ticket_results, partition_offsets, campaigns")
+        .execute(&mut conn)
+        .await?;
+    decide_with(&use_case, &store, &records, &[11, 5]).await?;
+    assert_eq!(stored_tickets(&store, &records).await?, first);
+
     drop_database(&url).await;
     Ok(())
 }

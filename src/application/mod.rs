@@ -11,6 +11,7 @@ pub mod decide_issue_requests;
 pub mod decided_offsets;
 pub mod get_campaign;
 pub mod get_issue_result;
+pub mod holder_cache;
 pub mod rewind_decisions;
 pub mod ticket_reads;
 

@@ -109,6 +109,14 @@ pub trait TicketRepository: Send + Sync + 'static {
     }
 }
 
+/// Who holds a campaign's coupon of one ordinal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holding {
+    pub ordinal: u64,
+    pub user_id: UserId,
+    pub code: CouponCode,
+}
+
 /// Everything one batch of decisions writes, committed together with the partition's
 /// new offset.
 #[derive(Debug, Default)]
@@ -150,6 +158,13 @@ pub trait IssuanceBatch: Send {
         campaign: CampaignId,
         users: &[UserId],
     ) -> impl Future<Output = Result<Vec<(UserId, CouponCode)>, StoreError>> + Send;
+
+    /// The campaign's coupons with ordinals from `from` on, in ordinal order.
+    fn load_coupons_from(
+        &mut self,
+        campaign: CampaignId,
+        from: u64,
+    ) -> impl Future<Output = Result<Vec<Holding>, StoreError>> + Send;
 
     /// Writes the changes and commits.
     fn commit(self, changes: BatchChanges) -> impl Future<Output = Result<(), StoreError>> + Send;

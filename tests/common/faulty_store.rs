@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use coupon::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
+use coupon::domain::ports::{BatchChanges, Holding, IssuanceBatch, IssuanceStore, StoreError};
 use coupon::domain::{Campaign, CampaignId, CouponCode, UserId};
 
 /// How long a caller waits for a commit before it gives up on it.
@@ -136,6 +136,14 @@ impl<B: IssuanceBatch + 'static> IssuanceBatch for FaultyBatch<B> {
         users: &[UserId],
     ) -> Result<Vec<(UserId, CouponCode)>, StoreError> {
         self.inner.load_holders(campaign, users).await
+    }
+
+    async fn load_coupons_from(
+        &mut self,
+        campaign: CampaignId,
+        from: u64,
+    ) -> Result<Vec<Holding>, StoreError> {
+        self.inner.load_coupons_from(campaign, from).await
     }
 
     async fn commit(self, changes: BatchChanges) -> Result<(), StoreError> {

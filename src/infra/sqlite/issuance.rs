@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::repositories::{INSERT_CAMPAIGN, campaign_from_row, select_campaign};
 use super::{SqliteStore, to_millis};
-use crate::domain::ports::{BatchChanges, IssuanceBatch, IssuanceStore, StoreError};
+use crate::domain::ports::{BatchChanges, Holding, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, Coupon, CouponCode, TicketResult, UserId};
 use crate::infra::sql_error::{corrupt, sqlite_error};
 use crate::infra::sql_values::{from_ticket_position, to_i64, to_u64};
@@ -47,6 +47,7 @@ pub(super) struct Session {
 enum Op {
     LoadCampaigns(Vec<CampaignId>, Reply<Vec<Campaign>>),
     LoadHolders(CampaignId, Vec<UserId>, Reply<Vec<(UserId, CouponCode)>>),
+    LoadCouponsFrom(CampaignId, u64, Reply<Vec<Holding>>),
     Commit(BatchChanges, Reply<()>),
 }
 
@@ -100,6 +101,9 @@ fn run_session(conn: &Connection, session: Session) {
                 }
                 Op::LoadHolders(campaign, users, reply) => {
                     let _ = reply.send(load_holders(conn, campaign, &users));
+                }
+                Op::LoadCouponsFrom(campaign, from, reply) => {
+                    let _ = reply.send(load_coupons_from(conn, campaign, from));
                 }
                 Op::Commit(changes, reply) => {
                     let _ = reply.send(commit(conn, &changes));
@@ -186,6 +190,32 @@ fn load_holders(
         ));
     }
     Ok(holders)
+}
+
+/// A range of the coupons' primary key, (campaign_id, ordinal).
+fn load_coupons_from(
+    conn: &Connection,
+    campaign: CampaignId,
+    from: u64,
+) -> Result<Vec<Holding>, StoreError> {
+    const SQL: &str = "SELECT ordinal, user_id, code FROM coupons \
+         WHERE campaign_id = ?1 AND ordinal >= ?2 ORDER BY ordinal";
+    let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+    let mut rows = select
+        .query(params![campaign.to_string(), to_i64(from)?])
+        .map_err(sqlite_error)?;
+    let mut coupons = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        let ordinal: i64 = row.get(0).map_err(sqlite_error)?;
+        let user: String = row.get(1).map_err(sqlite_error)?;
+        let code: String = row.get(2).map_err(sqlite_error)?;
+        coupons.push(Holding {
+            ordinal: to_u64(ordinal)?,
+            user_id: UserId::from_stored(&user).map_err(corrupt)?,
+            code: CouponCode::parse(&code).map_err(corrupt)?,
+        });
+    }
+    Ok(coupons)
 }
 
 /// One prepared statement per table, executed per row, and one COMMIT.
@@ -358,6 +388,15 @@ impl IssuanceBatch for SqliteBatch {
     ) -> Result<Vec<(UserId, CouponCode)>, StoreError> {
         let users = users.to_vec();
         self.call(|reply| Op::LoadHolders(campaign, users, reply))
+            .await
+    }
+
+    async fn load_coupons_from(
+        &mut self,
+        campaign: CampaignId,
+        from: u64,
+    ) -> Result<Vec<Holding>, StoreError> {
+        self.call(|reply| Op::LoadCouponsFrom(campaign, from, reply))
             .await
     }
 
