@@ -100,8 +100,12 @@ async fn audit_finds_a_running_deployment_identical_and_exactly_the_tampered_row
         .expect("topic");
     let wrong_topic = audit_cluster(&cluster, &[("--topic", &other_topic)]).await;
     assert_eq!(wrong_topic.code, Some(2), "{wrong_topic:?}");
+    // Refused by the database's record of its topic, before reading anything.
     assert!(
-        wrong_topic.stderr.contains("the log ends at 0"),
+        wrong_topic
+            .stderr
+            .contains("holds the decisions of Kafka topic")
+            && wrong_topic.stderr.contains(&other_topic),
         "{wrong_topic:?}"
     );
     pg::drop_database(&cluster.database_url).await;

@@ -2,7 +2,8 @@
 //! defects 4 and 5): a lost or replaced secret key is refused instead of silently making
 //! every earlier ticket unreadable; a second process on the same dir is refused; the dir
 //! and its files are private; a key left empty on an empty dir is replaced; an unwritable
-//! dir is named; a multi-line admin token file is refused.
+//! dir is named; a multi-line admin token file is refused; a state file beside another
+//! log file is refused (issue 19).
 
 mod common;
 
@@ -153,6 +154,41 @@ async fn a_replaced_key_is_refused_until_the_original_is_restored() {
         .await
         .expect("the old ticket resolves");
     assert_eq!(after, before, "same outcome and code with the original key");
+    stop(server).await;
+}
+
+/// The log file moved away (a partial restore, a mistaken cleanup) while the state
+/// stays: a new log would reuse offsets the state already decided, so the start is
+/// refused, naming the state file and what to do, until the log is put back.
+#[tokio::test]
+async fn a_state_file_beside_another_log_is_refused_until_its_own_is_back() {
+    let setup = Setup::new();
+    let (ticket, before) = seed(&setup).await;
+    let saved = setup.dir.path().join("saved-log");
+    std::fs::create_dir(&saved).expect("dir");
+    for file in ["log.sqlite", "log.sqlite-wal", "log.sqlite-shm"] {
+        let from = setup.data().join(file);
+        if from.exists() {
+            std::fs::rename(&from, saved.join(file)).expect("move the log away");
+        }
+    }
+
+    let log = setup.refused(&setup.data(), "new-log", &[]).await;
+    assert!(
+        log.contains("coupon.sqlite")
+            && log.contains("holds the decisions of embedded log")
+            && log.contains("put back the log.sqlite"),
+        "the refusal names the state, both logs and what to do:\n{log}"
+    );
+
+    for file in ["log.sqlite", "log.sqlite-wal", "log.sqlite-shm"] {
+        let _ = std::fs::remove_file(setup.data().join(file));
+        if saved.join(file).exists() {
+            std::fs::rename(saved.join(file), setup.data().join(file)).expect("put it back");
+        }
+    }
+    let (server, client) = setup.start("log-back", &[]).await;
+    assert_eq!(client.result(&ticket).await.expect("result"), before);
     stop(server).await;
 }
 

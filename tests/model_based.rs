@@ -37,8 +37,8 @@ use coupon::domain::ports::{
     TicketRepository,
 };
 use coupon::domain::{
-    CampaignId, CampaignName, CodeGenerator, Coupon, IssueStatus, LogEvent, SecretKey, TicketId,
-    TicketSeal, TotalCoupons, UserId,
+    CampaignId, CampaignName, CodeGenerator, Coupon, IssueStatus, LogEvent, Placement, SecretKey,
+    TicketId, TicketSeal, TotalCoupons, UserId,
 };
 use coupon::infra::embedded_log::{self, EmbeddedLog, PARTITION};
 use coupon::infra::sqlite::SqliteStore;
@@ -201,10 +201,10 @@ struct RecordingLog {
 }
 
 impl IssueLog for RecordingLog {
-    async fn append(&self, event: LogEvent) -> Result<Appended, LogError> {
+    async fn append(&self, event: LogEvent, placement: Placement) -> Result<Appended, LogError> {
         let record = |f: &mut dyn FnMut(&mut Appends)| f(&mut self.appends.lock().expect("lock"));
         record(&mut |a| a.attempted.push(event.clone()));
-        let appended = self.inner.append(event.clone()).await?;
+        let appended = self.inner.append(event.clone(), placement).await?;
         record(&mut |a| a.acknowledged.push((event.clone(), appended)));
         Ok(appended)
     }

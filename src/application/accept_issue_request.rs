@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::campaign_cache::CampaignCache;
 use crate::domain::ports::{CampaignRepository, IssueLog, LogError, StoreError};
-use crate::domain::{Campaign, CampaignId, LogEvent, TicketId, TicketSeal, UserId};
+use crate::domain::{Campaign, CampaignId, LogEvent, Placement, TicketId, TicketSeal, UserId};
 
 pub struct Input {
     pub campaign_id: CampaignId,
@@ -85,11 +85,14 @@ impl<R: CampaignRepository, L: IssueLog> AcceptIssueRequest<R, L> {
         let appending = Instant::now();
         let appended = self
             .log
-            .append(LogEvent::IssueRequested {
-                ticket_id,
-                campaign_id: input.campaign_id,
-                user_id: input.user_id,
-            })
+            .append(
+                LogEvent::IssueRequested {
+                    ticket_id,
+                    campaign_id: input.campaign_id,
+                    user_id: input.user_id,
+                },
+                Placement::Home(campaign.origin.partition),
+            )
             .await?;
         // The durable append's share of the accept latency (the broker's acks=all, or
         // the embedded log's group commit).

@@ -14,6 +14,18 @@ pub struct LogPosition {
     pub offset: u64,
 }
 
+/// Which partition of the log an event goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Chosen by the log from the campaign's id over the partitions it has now: a new
+    /// campaign's creation, so that campaigns spread over every partition, added ones too.
+    Spread,
+    /// The campaign's home, the partition its creation was appended to. Every request of
+    /// a campaign goes there, however many partitions were added since: one worker
+    /// decides the whole campaign, in one order, by one leader's append clock.
+    Home(u32),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogEvent {
     /// Appended before `CreateCampaign` answers, so the log alone can rebuild the state.

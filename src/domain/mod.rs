@@ -12,7 +12,7 @@ pub mod user;
 pub use campaign::{Campaign, CampaignId, CampaignName, NewCampaign, RequestId, TotalCoupons};
 pub use coupon_code::{CodeGenerator, CouponCode};
 pub use issuance::{CampaignLedger, Coupon, Decision, IssueRequest};
-pub use log::{LogEvent, LogPosition, LogRecord};
+pub use log::{LogEvent, LogPosition, LogRecord, Placement};
 pub use secret::SecretKey;
 pub use ticket::{IssueStatus, OpenedTicket, TicketId, TicketResult, TicketSeal};
 pub use user::UserId;

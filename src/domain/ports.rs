@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use super::campaign::{Campaign, CampaignId};
 use super::coupon_code::CouponCode;
 use super::issuance::Coupon;
-use super::log::{Appended, LogEvent, LogRecord};
+use super::log::{Appended, LogEvent, LogRecord, Placement};
 use super::ticket::{TicketId, TicketResult};
 use super::user::UserId;
 
@@ -49,7 +49,11 @@ pub enum LogError {
 
 /// Appends events durably; returns only once the log acknowledged them.
 pub trait IssueLog: Send + Sync + 'static {
-    fn append(&self, event: LogEvent) -> impl Future<Output = Result<Appended, LogError>> + Send;
+    fn append(
+        &self,
+        event: LogEvent,
+        placement: Placement,
+    ) -> impl Future<Output = Result<Appended, LogError>> + Send;
 }
 
 pub trait CampaignRepository: Send + Sync + 'static {

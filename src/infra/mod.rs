@@ -9,6 +9,7 @@ pub mod embedded_log;
 pub mod event_codec;
 pub mod kafka;
 pub mod key_fingerprint;
+pub mod log_binding;
 pub mod metrics;
 pub mod postgres;
 pub mod secret_file;

@@ -22,6 +22,7 @@ use crate::infra::kafka::{
     self, AppendSettings, KafkaLog, KafkaReplay, KafkaSetupError, TopicSettings, WorkerSettings,
 };
 use crate::infra::key_fingerprint::{self, KeyMismatch};
+use crate::infra::log_binding::{self, LogMismatch};
 use crate::infra::metrics;
 use crate::infra::postgres::{PgStore, Publish, SessionLimits, follow_decided_offsets};
 use crate::infra::secret_file::{self, SecretFileError};
@@ -187,6 +188,8 @@ pub enum StartError {
     SecretFile(#[from] SecretFileError),
     #[error(transparent)]
     Key(#[from] KeyMismatch),
+    #[error(transparent)]
+    Log(#[from] LogMismatch),
     #[error("database: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -257,6 +260,7 @@ pub async fn start_producer(
     kafka::ensure_topic(&topic).await?;
     let store = PgStore::connect(&args.common.database_url, args.common.db_max_connections).await?;
     check_key(&store, &secret).await?;
+    check_log(&store, &topic).await?;
     let append = AppendSettings {
         ack_timeout: Duration::from_millis(args.ack_timeout_ms),
         linger: Duration::from_millis(args.kafka_linger_ms),
@@ -339,6 +343,7 @@ pub async fn run_consumer(
     )
     .await?;
     check_key(&store, &secret).await?;
+    check_log(&store, &topic).await?;
     let decide = Arc::new(DecideIssueRequests::new(
         store.clone(),
         CodeGenerator::new(&secret),
@@ -378,6 +383,7 @@ async fn open_for_audit(
         &database,
         REMEDY,
     )?;
+    check_log_read_only(&store, &args.topic()).await?;
     let log = KafkaReplay::new(
         &args.kafka_brokers,
         &args.topic,
@@ -391,6 +397,7 @@ async fn open_for_audit(
 pub async fn rewind(args: ConsumerRewindArgs) -> ExitCode {
     let opened = async {
         let store = PgStore::connect(&args.common.database_url, 2).await?;
+        check_log_read_only(&store, &args.common.topic()).await?;
         let log = KafkaReplay::new(&args.common.kafka_brokers, &args.common.topic, None)?;
         Ok::<_, StartError>(RewindDecisions::new(store, log))
     };
@@ -413,6 +420,35 @@ async fn check_key(store: &PgStore, secret: &SecretKey) -> Result<(), StartError
     }
     let recorded = store.key_fingerprint().await?;
     key_fingerprint::check(recorded.as_deref(), &fingerprint, &database, REMEDY)?;
+    Ok(())
+}
+
+/// What to do about a database of another topic.
+const LOG_REMEDY: &str = "a database belongs to the topic it was first used with: point this \
+    node at that topic (--kafka-brokers, --topic), or give the new topic a new database \
+    (--database-url)";
+
+/// Refuses a node whose topic is not the one the database's decisions belong to: the
+/// first node to start records its topic (name and cluster id), every node compares.
+async fn check_log(store: &PgStore, topic: &TopicSettings) -> Result<(), StartError> {
+    let log = kafka::log_identity(topic).await?;
+    let database = format!("PostgreSQL database {}", store.database_name().await?);
+    let holds_data = store.holds_data().await?;
+    if store.record_log_identity(&log).await? {
+        log_binding::log_recorded(&database, &log, holds_data);
+    }
+    let recorded = store.log_identity().await?;
+    log_binding::check(recorded.as_deref(), &log, &database, LOG_REMEDY)?;
+    Ok(())
+}
+
+/// For the operator's commands, which record nothing: the topic they read must be the
+/// database's, when it names one.
+async fn check_log_read_only(store: &PgStore, topic: &TopicSettings) -> Result<(), StartError> {
+    let log = kafka::log_identity(topic).await?;
+    let database = format!("PostgreSQL database {}", store.database_name().await?);
+    let recorded = store.log_identity().await?;
+    log_binding::check(recorded.as_deref(), &log, &database, LOG_REMEDY)?;
     Ok(())
 }
 

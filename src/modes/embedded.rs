@@ -19,6 +19,7 @@ use crate::domain::{CodeGenerator, SecretKey, TicketSeal};
 use crate::infra::data_dir::{self, DataDirError, DataDirLock};
 use crate::infra::embedded_log::{EmbeddedLog, LogFile};
 use crate::infra::key_fingerprint::{self, KeyMismatch};
+use crate::infra::log_binding::{self, LogMismatch};
 use crate::infra::secret_file::{self, SecretFileError};
 use crate::infra::sqlite::{SqliteStore, StateFile, meta};
 use crate::interfaces::log_worker;
@@ -84,6 +85,8 @@ pub enum StartError {
     Secret(#[from] SecretFileError),
     #[error(transparent)]
     Key(#[from] KeyMismatch),
+    #[error(transparent)]
+    Log(#[from] LogMismatch),
     #[error(transparent)]
     Admin(#[from] super::AdminPolicyError),
     #[error(transparent)]
@@ -200,6 +203,13 @@ fn open_for_audit(dir: &Path) -> Result<AuditDecisions<StateFile, LogFile>, Star
             REMEDY,
         )?;
     }
+    // Read only: a log of an earlier version has no identity yet, and passes.
+    if let Some(identity) = meta::log_identity(&dir.join(LOG_FILE))? {
+        let state = dir.join(STATE_FILE);
+        let recorded = meta::log_identity(&state)?;
+        let state = state.display().to_string();
+        log_binding::check(recorded.as_deref(), &identity, &state, LOG_REMEDY)?;
+    }
     let state = StateFile::open_read_only(&dir.join(STATE_FILE))?;
     let log = LogFile::open_read_only(&dir.join(LOG_FILE))?;
     Ok(AuditDecisions::new(state, log, CodeGenerator::new(&secret)))
@@ -248,6 +258,7 @@ impl DataDir {
         let log = EmbeddedLog::open(&dir.join(LOG_FILE)).await?;
         let rebuilding = !store.holds_data()? && *log.end().borrow() > 0;
         let secret = load_key(dir, &store, &log)?;
+        bind_log(dir, &store, &log)?;
         if rebuilding {
             // A new or emptied state file beside a log with records (restored from a
             // backup of the log alone, or the state file was deleted): deciding the log
@@ -277,6 +288,29 @@ fn watch_health(health: Arc<StaticChecker>, store: SqliteStore, shutdown: Cancel
         },
         shutdown,
     );
+}
+
+/// What to do about a state file of another log.
+const LOG_REMEDY: &str = "the two files of a data dir belong together: put back the log.sqlite \
+    this state was decided from (from the same backup), or move coupon.sqlite away to rebuild \
+    the state from this log";
+
+/// Refuses a state file decided from another log file (the log deleted or replaced
+/// while the state stayed). A state file without a recorded log (new, or of an earlier
+/// version) records this one.
+fn bind_log(dir: &Path, store: &SqliteStore, log: &EmbeddedLog) -> Result<(), StartError> {
+    let identity = log.identity()?;
+    let state = dir.join(STATE_FILE).display().to_string();
+    log_binding::check(
+        store.log_identity()?.as_deref(),
+        &identity,
+        &state,
+        LOG_REMEDY,
+    )?;
+    if store.record_log_identity(&identity)? {
+        log_binding::log_recorded(&state, &identity, store.holds_data()?);
+    }
+    Ok(())
 }
 
 /// The data dir's key, checked against the fingerprints recorded in both files. A key

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use coupon::domain::ports::IssueLog;
 use coupon::domain::{
-    CampaignId, CampaignName, LogEvent, NewCampaign, TicketId, TotalCoupons, UserId,
+    CampaignId, CampaignName, LogEvent, NewCampaign, Placement, TicketId, TotalCoupons, UserId,
 };
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -139,7 +139,7 @@ pub async fn create_campaigns<L: IssueLog>(log: &L, workload: Workload) -> Vec<C
     let mut ids = Vec::new();
     for campaign in workload.campaigns() {
         ids.push(campaign.id);
-        log.append(LogEvent::CampaignCreated(campaign))
+        log.append(LogEvent::CampaignCreated(campaign), Placement::Spread)
             .await
             .expect("append a campaign");
     }
@@ -158,7 +158,12 @@ pub async fn append_requests<L: IssueLog>(
         .map(|_| workload.request(campaigns, &mut rng))
         .collect();
     futures::stream::iter(events)
-        .map(|event| async move { log.append(event).await.expect("append a request") })
+        // By the campaign's key, as its creation: the topic's partitions do not change here.
+        .map(|event| async move {
+            log.append(event, Placement::Spread)
+                .await
+                .expect("append a request")
+        })
         .buffer_unordered(in_flight)
         .for_each(|_| async {})
         .await;

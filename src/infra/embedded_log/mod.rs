@@ -18,12 +18,13 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::event_codec;
+use super::log_binding;
 use super::sql_error::{corrupt, sqlite_error, store_error};
 use super::sql_values::{to_i64, to_u64};
 use super::sqlite::{Durability, Readers, create_owner_only, meta, open_writer};
 use crate::domain::log::Appended;
 use crate::domain::ports::{IssueLog, LogError, LogReplay, ReplayChunk, StoreError};
-use crate::domain::{LogEvent, LogPosition, LogRecord};
+use crate::domain::{LogEvent, LogPosition, LogRecord, Placement};
 
 /// The only partition of the embedded log.
 pub const PARTITION: u32 = 0;
@@ -117,6 +118,15 @@ impl EmbeddedLog {
     /// Records the key's fingerprint unless one is; true when it was recorded now.
     pub fn record_key_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
         meta::record_key_fingerprint(&self.path, fingerprint)
+    }
+
+    /// This log file's identity (`infra::log_binding`): made once, on its first open by
+    /// a version that knows it, and kept in its `meta` table.
+    pub fn identity(&self) -> Result<String, StoreError> {
+        let made = log_binding::embedded_log(uuid::Uuid::new_v4());
+        meta::record_log_identity(&self.path, &made)?;
+        meta::log_identity(&self.path)?
+            .ok_or_else(|| StoreError::Corrupt("the log's identity was not kept".into()))
     }
 
     /// Up to `limit` records from `offset` on, in order.
@@ -273,7 +283,8 @@ pub fn decode(raw: &RawRecord) -> Option<LogRecord> {
 }
 
 impl IssueLog for EmbeddedLog {
-    async fn append(&self, event: LogEvent) -> Result<Appended, LogError> {
+    /// One partition: every placement is partition 0.
+    async fn append(&self, event: LogEvent, _placement: Placement) -> Result<Appended, LogError> {
         let (reply, answer) = oneshot::channel();
         let job = AppendJob {
             payload: event_codec::encode(&event),

@@ -12,7 +12,7 @@ use super::statistics::{ExportStatistics, STATISTICS_INTERVAL_MS};
 use super::{TopicSettings, client_config};
 use crate::domain::log::Appended;
 use crate::domain::ports::{IssueLog, LogError};
-use crate::domain::{LogEvent, LogPosition};
+use crate::domain::{LogEvent, LogPosition, Placement};
 use crate::infra::event_codec;
 
 /// Cheap to clone; clones share one producer (and its batching).
@@ -82,12 +82,18 @@ impl KafkaLog {
 }
 
 impl IssueLog for KafkaLog {
-    async fn append(&self, event: LogEvent) -> Result<Appended, LogError> {
+    async fn append(&self, event: LogEvent, placement: Placement) -> Result<Appended, LogError> {
         let key = event.campaign_id().as_uuid();
         let payload = event_codec::encode_stamped(&event, Some(&self.key_fingerprint));
-        let record = FutureRecord::to(&self.topic)
+        let mut record = FutureRecord::to(&self.topic)
             .key(key.as_bytes())
             .payload(&payload);
+        // Spread: librdkafka's partitioner hashes the key over the partitions it knows.
+        if let Placement::Home(partition) = placement {
+            let partition = i32::try_from(partition)
+                .map_err(|_| LogError::Unavailable(format!("no partition {partition}")))?;
+            record = record.partition(partition);
+        }
         let delivery = match self.producer.send_result(record) {
             Ok(delivery) => delivery,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {

@@ -18,6 +18,8 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
+use crate::infra::log_binding;
+
 pub use group::{GroupEvent, GroupMember, WorkerSettings};
 pub use log::{AppendSettings, KafkaLog};
 pub use partition::{FeedBatch, Fetched, PartitionFeed};
@@ -42,6 +44,8 @@ pub enum KafkaSetupError {
         topic: String,
         code: RDKafkaErrorCode,
     },
+    #[error("the Kafka cluster at {brokers} did not say its cluster id within 10 s")]
+    NoClusterId { brokers: String },
 }
 
 /// Creates the topic if it is missing: infinite retention (the log is the source of
@@ -71,10 +75,32 @@ pub async fn ensure_topic(settings: &TopicSettings) -> Result<(), KafkaSetupErro
     Ok(())
 }
 
+const METADATA_REFRESH_MS: &str = "10000";
+
+/// The topic as the data names it (`infra::log_binding`): its name and its cluster's id.
+pub async fn log_identity(settings: &TopicSettings) -> Result<String, KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(&settings.brokers).create()?;
+    // A metadata request: blocking in librdkafka, so off the runtime's threads.
+    let cluster = tokio::task::spawn_blocking(move || {
+        admin.inner().fetch_cluster_id(Duration::from_secs(10))
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| KafkaSetupError::NoClusterId {
+        brokers: settings.brokers.clone(),
+    })?;
+    Ok(log_binding::kafka_topic(&settings.topic, &cluster))
+}
+
 fn client_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
+        // Partitions added to the topic are seen within this (librdkafka's default is 5
+        // minutes): producers then spread new campaigns over them, and the consumer group
+        // rebalances to assign them.
+        .set("topic.metadata.refresh.interval.ms", METADATA_REFRESH_MS)
         // librdkafka logs through its own channel; keep it for warnings and errors.
         .set("log_level", "4");
     config

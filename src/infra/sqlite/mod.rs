@@ -88,6 +88,16 @@ impl SqliteStore {
     pub fn record_key_fingerprint(&self, fingerprint: &str) -> Result<bool, StoreError> {
         meta::record_key_fingerprint(&self.path, fingerprint)
     }
+
+    /// The log the state was decided from (`infra::log_binding`), if recorded.
+    pub fn log_identity(&self) -> Result<Option<String>, StoreError> {
+        meta::log_identity(&self.path)
+    }
+
+    /// Records the log unless one is; true when it was recorded now.
+    pub fn record_log_identity(&self, log: &str) -> Result<bool, StoreError> {
+        meta::record_log_identity(&self.path, log)
+    }
 }
 
 /// Creates the SQLite file at `path` (if missing) readable by its owner only, and takes

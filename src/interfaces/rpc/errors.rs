@@ -23,6 +23,7 @@ pub mod reason {
     pub const OVERLOADED: &str = "OVERLOADED";
     pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
     pub const REQUEST_ID_REUSED: &str = "REQUEST_ID_REUSED";
+    pub const CAMPAIGN_NOT_STORED: &str = "CAMPAIGN_NOT_STORED";
     pub const USER_TOKEN_INVALID: &str = "USER_TOKEN_INVALID";
     pub const USER_ID_MISMATCH: &str = "USER_ID_MISMATCH";
     pub const OUTCOME_UNKNOWN: &str = "OUTCOME_UNKNOWN";
@@ -260,6 +261,15 @@ impl From<create_campaign::Error> for ConnectError {
                 ),
                 &[("campaign_id", id.to_string())],
             ),
+            e @ create_campaign::Error::NotStored { .. } => {
+                tracing::error!(error = %e, "a created campaign could not be stored");
+                error(
+                    ErrorCode::Internal,
+                    reason::CAMPAIGN_NOT_STORED,
+                    "the campaign could not be stored; it was not created".into(),
+                    &[],
+                )
+            }
         }
     }
 }
