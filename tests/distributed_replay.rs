@@ -233,11 +233,13 @@ async fn a_backup_taken_mid_flood_and_restored_replays_to_the_same_rows() {
     };
     let producer = cluster.producer("producer-1", &[]).await;
     let consumer = cluster.consumer("consumer-1");
-    let flood = common::audit::BackgroundFlood::start(std::slice::from_ref(&producer.client)).await;
-    flood.until_accepted(250).await;
-    // The worker frozen while the backup is taken, so that the flood's rest is surely
-    // decided after it (the flood goes on into the log meanwhile).
+    let mut flood =
+        common::audit::BackgroundFlood::start(std::slice::from_ref(&producer.client)).await;
+    // The worker frozen while the flood goes on into the log and the backup is taken,
+    // so that the flood's rest is surely decided after it.
     consumer.signal(nix::sys::signal::Signal::SIGSTOP);
+    flood.resume();
+    flood.until_accepted(common::audit::FIRST_USERS + 50).await;
     let backup = cluster.dir.path().join("backup.dump");
     let backup = backup.to_str().expect("utf8");
     pg_tool(

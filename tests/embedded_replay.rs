@@ -226,16 +226,18 @@ async fn a_backup_restored_after_the_flood_and_a_deleted_state_file_replay_to_th
 
     // An online backup of the state file in the middle of a flood (SQLite's VACUUM INTO
     // reads one snapshot while the service keeps writing).
-    let flood = common::audit::BackgroundFlood::start(std::slice::from_ref(&service.client)).await;
-    flood.until_accepted(250).await;
-    // Decisions held back (the write lock taken) while the backup is read, so that the
-    // flood's rest is surely decided after it (the flood goes on into the log meanwhile).
+    let mut flood =
+        common::audit::BackgroundFlood::start(std::slice::from_ref(&service.client)).await;
+    // Decisions held back (the write lock taken) while the flood goes on into the log
+    // and the backup is read, so that the flood's rest is surely decided after it.
     let backup = service.dir.path().join("backup.sqlite");
     let hold = rusqlite::Connection::open(data.join("coupon.sqlite")).expect("open state");
     hold.busy_timeout(Duration::from_secs(10))
         .expect("busy timeout");
     hold.execute_batch("BEGIN IMMEDIATE")
         .expect("hold the writer");
+    flood.resume();
+    flood.until_accepted(common::audit::FIRST_USERS + 50).await;
     let state = rusqlite::Connection::open(data.join("coupon.sqlite")).expect("open state");
     state
         .execute("VACUUM INTO ?1", [backup.to_str().expect("utf8")])

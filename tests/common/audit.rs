@@ -169,12 +169,20 @@ pub fn assert_exactly(run: &AuditRun, expected: &[(String, String)]) {
     }
 }
 
-/// A flood in the background: 2,000 users on a campaign of 500 coupons, 16 at a time.
+/// A flood in two parts on a campaign of 500 coupons, 16 requests at a time: its first
+/// `FIRST_USERS` users to the end, then (`resume`) the rest of 2,000 in the background.
+/// A test holds decisions back between the two, so that the second part is surely
+/// accepted into the log and decided only later, however fast the machine.
 pub struct BackgroundFlood {
     pub campaign_id: String,
     pub accepted: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<super::flood::Outcome>,
+    clients: Vec<Client>,
+    first: super::flood::Outcome,
+    rest: Option<tokio::task::JoinHandle<super::flood::Outcome>>,
 }
+
+/// Fewer than the coupons, so that none of the first part is refused as sold out.
+pub const FIRST_USERS: usize = 300;
 
 impl BackgroundFlood {
     pub async fn start(clients: &[Client]) -> Self {
@@ -184,18 +192,30 @@ impl BackgroundFlood {
             .expect("create");
         let campaign_id = campaign["id"].as_str().expect("id").to_owned();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let users = (0..2_000).map(|n| format!("flood-{n}")).collect();
-        let (clients, id, progress) = (clients.to_vec(), campaign_id.clone(), accepted.clone());
-        let task = tokio::spawn(async move { flood(&clients, &id, users, 16, progress).await });
+        let users = (0..FIRST_USERS).map(|n| format!("flood-{n}")).collect();
+        let first = flood(clients, &campaign_id, users, 16, accepted.clone()).await;
         Self {
             campaign_id,
             accepted,
-            task,
+            clients: clients.to_vec(),
+            first,
+            rest: None,
         }
     }
 
+    /// The rest of the users, in the background.
+    pub fn resume(&mut self) {
+        let users = (FIRST_USERS..2_000).map(|n| format!("flood-{n}")).collect();
+        let (clients, id) = (self.clients.clone(), self.campaign_id.clone());
+        let progress = self.accepted.clone();
+        self.rest = Some(tokio::spawn(async move {
+            flood(&clients, &id, users, 16, progress).await
+        }));
+    }
+
     /// Waits until `count` requests are accepted (the middle of the flood). Keep it
-    /// below the 500 coupons: once a node learns of the sell-out it refuses the rest.
+    /// below the 500 coupons unless decisions are held: once a node learns of the
+    /// sell-out it refuses the rest.
     pub async fn until_accepted(&self, count: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while self.accepted.load(std::sync::atomic::Ordering::Relaxed) < count {
@@ -209,8 +229,11 @@ impl BackgroundFlood {
 
     /// The flood's end: every accepted ticket final.
     pub async fn finish(self, client: &Client) -> HashMap<String, Value> {
-        let outcome = self.task.await.expect("flood task");
-        let tickets: Vec<String> = outcome.accepted.into_iter().map(|(t, _)| t).collect();
+        let mut accepted = self.first.accepted;
+        if let Some(rest) = self.rest {
+            accepted.extend(rest.await.expect("flood task").accepted);
+        }
+        let tickets: Vec<String> = accepted.into_iter().map(|(t, _)| t).collect();
         client.await_final(&tickets, Duration::from_secs(120)).await
     }
 }
