@@ -1,5 +1,9 @@
-//! Generates the Connect service traits and buffa messages from `proto/`.
+//! Generates the Connect service traits and buffa messages from `proto/`, and the
+//! descriptor set that gRPC server reflection serves.
 //! protoc comes from the `protoc-bin-vendored` crate, so a fresh machine needs none.
+
+/// In `OUT_DIR`; embedded by `interfaces::rpc::server`.
+const DESCRIPTOR_SET: &str = "coupon.fds.bin";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -13,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ])
         .includes(&["proto/".into(), well_known])
         .include_file("_connectrpc.rs")
+        // What the gRPC server reflection serves (interfaces::rpc::server).
+        .emit_descriptor_set(DESCRIPTOR_SET)
         .compile()?;
     println!("cargo:rerun-if-changed=proto");
     Ok(())

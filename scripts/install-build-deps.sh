@@ -16,3 +16,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 command -v cargo >/dev/null || { echo "install-build-deps: cargo (Rust >= 1.94) is required: https://rustup.rs" >&2; exit 1; }
+
+# grpcurl, for the test of gRPC server reflection (tests/reflection.rs) and the READMEs'
+# example: built from the Go module proxy into $(go env GOPATH)/bin.
+GRPCURL_VERSION=v1.9.4
+if ! command -v grpcurl >/dev/null && [[ ! -x "$(go env GOPATH 2>/dev/null)/bin/grpcurl" ]]; then
+  command -v go >/dev/null || { echo "install-build-deps: go is required to install grpcurl" >&2; exit 1; }
+  echo "install-build-deps: installing grpcurl $GRPCURL_VERSION" >&2
+  go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+fi

@@ -31,6 +31,11 @@ use super::errors;
 /// Paths an operator must reach even while the node sheds load.
 const EXEMPT_PATHS: [&str; 1] = ["/metrics"];
 
+/// gRPC server reflection: one bidirectional stream per tool session, whose body ends
+/// only when the tool hangs up, so it cannot be read whole first. Its messages are small
+/// and capped by the reflection service itself (16 KiB each).
+const STREAMING_PREFIX: &str = "/grpc.reflection.";
+
 /// The largest request body read, the same as connectrpc's default message limit.
 pub const MAX_BODY_BYTES: usize = connectrpc::service::DEFAULT_MAX_REQUEST_BODY_SIZE;
 
@@ -127,7 +132,8 @@ pub async fn enforce(
     request: Request,
     next: Next,
 ) -> Response {
-    if EXEMPT_PATHS.contains(&request.uri().path()) {
+    let path = request.uri().path();
+    if EXEMPT_PATHS.contains(&path) || path.starts_with(STREAMING_PREFIX) {
         return next.run(request).await;
     }
     let arrived = Instant::now();
