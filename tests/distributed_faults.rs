@@ -430,6 +430,15 @@ async fn a_campaign_created_while_postgres_is_down_exists_once_and_retries_are_i
     let _turn = SERVICES.lock().await;
     let producer = cluster.producer("producer", &[]).await;
     let _consumer = cluster.consumer("consumer");
+    // Started before the outage: a worker that cannot reach PostgreSQL at start (its
+    // key and topic checks) exits, and the test is about a running one.
+    cluster
+        .await_log(
+            "consumer",
+            "issuing worker subscribed",
+            Duration::from_secs(60),
+        )
+        .await;
     let client = producer.client.clone();
     let starts_at = rfc3339_in(TimeDelta::zero());
     let create = |name: &str, total: i64, key: &str| {
