@@ -375,7 +375,7 @@ async fn open_for_audit(
     const REMEDY: &str = "audit with the deployment's key (--secret-key-file or COUPON_SECRET_KEY)";
     let secret = args.secret()?;
     let store = PgStore::connect_read_only(&args.database_url).await?;
-    let database = format!("PostgreSQL database {}", store.database_name().await?);
+    let database = database_label(&store).await?;
     let recorded = store.key_fingerprint().await?;
     key_fingerprint::check(
         recorded.as_deref(),
@@ -413,7 +413,7 @@ async fn check_key(store: &PgStore, secret: &SecretKey) -> Result<(), StartError
     const REMEDY: &str = "every node must run with the deployment's original key \
         (--secret-key-file or COUPON_SECRET_KEY): restore it on this node";
     let fingerprint = secret.fingerprint();
-    let database = format!("PostgreSQL database {}", store.database_name().await?);
+    let database = database_label(store).await?;
     let holds_data = store.holds_data().await?;
     if store.record_key_fingerprint(&fingerprint).await? {
         key_fingerprint::log_recorded(&database, &fingerprint, holds_data);
@@ -432,24 +432,32 @@ const LOG_REMEDY: &str = "a database belongs to the topic it was first used with
 /// first node to start records its topic (name and cluster id), every node compares.
 async fn check_log(store: &PgStore, topic: &TopicSettings) -> Result<(), StartError> {
     let log = kafka::log_identity(topic).await?;
-    let database = format!("PostgreSQL database {}", store.database_name().await?);
-    let holds_data = store.holds_data().await?;
     if store.record_log_identity(&log).await? {
-        log_binding::log_recorded(&database, &log, holds_data);
+        let database = database_label(store).await?;
+        log_binding::log_recorded(&database, &log, store.holds_data().await?);
     }
-    let recorded = store.log_identity().await?;
-    log_binding::check(recorded.as_deref(), &log, &database, LOG_REMEDY)?;
-    Ok(())
+    compare_log(store, &log).await
 }
 
 /// For the operator's commands, which record nothing: the topic they read must be the
 /// database's, when it names one.
 async fn check_log_read_only(store: &PgStore, topic: &TopicSettings) -> Result<(), StartError> {
-    let log = kafka::log_identity(topic).await?;
-    let database = format!("PostgreSQL database {}", store.database_name().await?);
+    compare_log(store, &kafka::log_identity(topic).await?).await
+}
+
+async fn compare_log(store: &PgStore, log: &str) -> Result<(), StartError> {
     let recorded = store.log_identity().await?;
-    log_binding::check(recorded.as_deref(), &log, &database, LOG_REMEDY)?;
+    let database = database_label(store).await?;
+    log_binding::check(recorded.as_deref(), log, &database, LOG_REMEDY)?;
     Ok(())
+}
+
+/// The database as errors and logs name it (without the URL's password).
+async fn database_label(store: &PgStore) -> Result<String, StartError> {
+    Ok(format!(
+        "PostgreSQL database {}",
+        store.database_name().await?
+    ))
 }
 
 /// The consumer has no API: it serves only `/metrics`, on its own address.
