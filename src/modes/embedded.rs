@@ -256,9 +256,12 @@ impl DataDir {
         let lock = data_dir::lock(dir)?;
         let store = SqliteStore::open(&dir.join(STATE_FILE)).await?;
         let log = EmbeddedLog::open(&dir.join(LOG_FILE)).await?;
-        let rebuilding = !store.holds_data()? && *log.end().borrow() > 0;
+        // Before anything is recorded: recording the key and the log fills `meta`, which
+        // counts as data.
+        let state_holds_data = store.holds_data()?;
+        let rebuilding = !state_holds_data && *log.end().borrow() > 0;
         let secret = load_key(dir, &store, &log)?;
-        bind_log(dir, &store, &log)?;
+        bind_log(dir, &store, &log, state_holds_data)?;
         if rebuilding {
             // A new or emptied state file beside a log with records (restored from a
             // backup of the log alone, or the state file was deleted): deciding the log
@@ -297,8 +300,13 @@ const LOG_REMEDY: &str = "the two files of a data dir belong together: put back 
 
 /// Refuses a state file decided from another log file (the log deleted or replaced
 /// while the state stayed). A state file without a recorded log (new, or of an earlier
-/// version) records this one.
-fn bind_log(dir: &Path, store: &SqliteStore, log: &EmbeddedLog) -> Result<(), StartError> {
+/// version: `holds_data`, as found before the start recorded anything) records this one.
+fn bind_log(
+    dir: &Path,
+    store: &SqliteStore,
+    log: &EmbeddedLog,
+    holds_data: bool,
+) -> Result<(), StartError> {
     let identity = log.identity()?;
     let state = dir.join(STATE_FILE).display().to_string();
     log_binding::check(
@@ -308,7 +316,7 @@ fn bind_log(dir: &Path, store: &SqliteStore, log: &EmbeddedLog) -> Result<(), St
         LOG_REMEDY,
     )?;
     if store.record_log_identity(&identity)? {
-        log_binding::log_recorded(&state, &identity, store.holds_data()?);
+        log_binding::log_recorded(&state, &identity, holds_data);
     }
     Ok(())
 }
