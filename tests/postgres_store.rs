@@ -876,3 +876,48 @@ async fn a_worker_decides_a_restored_store_as_it_decided_the_original() -> TestR
     drop_database(&url).await;
     Ok(())
 }
+
+/// Two workers, each with its own copy of the campaign's holders, take turns on one
+/// partition (as across rebalances): each must catch up with the coupons the other
+/// issued, so a user who won from one worker is ALREADY_ISSUED at the other, and the
+/// outcomes are those of one worker deciding everything.
+#[tokio::test]
+async fn workers_taking_turns_see_each_others_coupons() -> TestResult {
+    let (Some(url_a), Some(url_b)) = (fresh_database().await, fresh_database().await) else {
+        return Ok(());
+    };
+    let (turns, alone) = (connect(&url_a).await?, connect(&url_b).await?);
+    let secret = SecretKey::generate();
+    let workers = [
+        DecideIssueRequests::new(turns.clone(), CodeGenerator::new(&secret)),
+        DecideIssueRequests::new(turns.clone(), CodeGenerator::new(&secret)),
+    ];
+    let campaign = new_campaign("turns", 25, at(START_MS));
+    let mut records = vec![created(0, &campaign)];
+    for i in 1..=90_i64 {
+        // Every user asks three times, a third of the log apart.
+        let user = format!("user-{}", i % 30);
+        records.push(requested(
+            u64::try_from(i)?,
+            campaign.id,
+            &user,
+            at(START_MS + i),
+        ));
+    }
+    for (turn, batch) in records.chunks(7).enumerate() {
+        decide_with(&workers[turn % 2], &turns, batch, &[7]).await?;
+    }
+    decide_in_batches(&alone, &secret, &records, &[7]).await?;
+
+    let taken_turns = stored_tickets(&turns, &records).await?;
+    assert_eq!(taken_turns, stored_tickets(&alone, &records).await?);
+    let repeats = taken_turns
+        .iter()
+        .filter(|(t, _)| t.status == IssueStatus::AlreadyIssued)
+        .count();
+    assert_eq!(repeats, 2 * 25, "each winner asked twice more");
+
+    drop_database(&url_a).await;
+    drop_database(&url_b).await;
+    Ok(())
+}
