@@ -1,5 +1,7 @@
 //! `coupon.v1.CampaignService`: parse, call the use case, map.
 
+use std::time::Instant;
+
 use buffa::MessageField;
 use chrono::{DateTime, Utc};
 use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
@@ -55,10 +57,20 @@ impl<R: CampaignRepository, L: IssueLog> CampaignService for CampaignApi<R, L> {
             page_size: u32::try_from(request.page_size)
                 .map_err(|_| invalid_field("page_size", "must not be negative"))?,
         };
+        let started = Instant::now();
         let output = self.get_campaign.execute(input).await?;
+        let read = started.elapsed();
+        let coupons = convert::coupons(&output.coupons, &self.seal);
+        // Where a slow page's time went (issue 18: the first read after a drop).
+        tracing::debug!(
+            coupons = coupons.len(),
+            read_ms = read.as_secs_f64() * 1e3,
+            convert_ms = (started.elapsed() - read).as_secs_f64() * 1e3,
+            "GetCampaign page built"
+        );
         Ok(Response::new(GetCampaignResponse {
             campaign: MessageField::some(convert::campaign(&output.campaign)),
-            coupons: convert::coupons(&output.coupons, &self.seal),
+            coupons,
             next_page_token: output
                 .next_after_ordinal
                 .map(page_token)

@@ -25,8 +25,10 @@ impl Interceptor for RpcMetrics {
         };
         metrics::counter!("coupon_rpc_requests_total", "procedure" => procedure, "code" => code)
             .increment(1);
+        let elapsed = started.elapsed();
         metrics::histogram!("coupon_rpc_duration_seconds", "procedure" => procedure)
-            .record(started.elapsed().as_secs_f64());
+            .record(elapsed.as_secs_f64());
+        tracing::trace!(procedure, ms = elapsed.as_secs_f64() * 1e3, "rpc answered");
         result
     }
 }
