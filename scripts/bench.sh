@@ -32,7 +32,7 @@ run() {  # name, bench flags...: one run on a fresh server, its metrics scraped 
   local name=$1; shift
   start_server
   echo "== $mode / $name: coupon-bench $*" >&2
-  "$bench" --target "$url" --quiet --json "$out/$name.json" "$@" | tee "$out/$name.txt"
+  "$bench" --target "$url" --quiet --json "$out/$name.json" --svg "$out/charts/$name" "$@" | tee "$out/$name.txt"
   curl -s "$url/metrics" >"$out/$name.api.metrics" || true
   curl -s "$worker_metrics" >"$out/$name.worker.metrics" || true
   for log in server producer consumer; do

@@ -2,6 +2,7 @@
 //! Connect API, measures it against the server's own health check, and verifies the
 //! invariants of DESIGN §5 from the answers alone.
 
+pub mod charts;
 pub mod client;
 pub mod control;
 pub mod load;
@@ -12,4 +13,5 @@ pub mod report;
 pub mod rss;
 pub mod run;
 pub mod stats;
+pub mod timeline;
 pub mod verify;

@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 
 use crate::client::{Api, Refusal};
 use crate::stats::{Counts, Latency};
+use crate::timeline::Timeline;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,6 +67,8 @@ pub struct Phase {
     pub ok: AtomicU64,
     pub refused: Counts,
     pub latency: Latency,
+    /// Accepted and refused per second since the phase started, by when answered.
+    pub timeline: Timeline,
     pub elapsed: std::sync::Mutex<Duration>,
     /// Open loop: requests not sent because too many were already in flight.
     pub skipped: AtomicU64,
@@ -113,7 +116,8 @@ pub async fn drive(pool: &Pool, shape: Shape, request: Request) -> Arc<Phase> {
                             break;
                         }
                         let sent = Instant::now();
-                        record(&phase, sent, request(n, pool.pick().clone()).await);
+                        let result = request(n, pool.pick().clone()).await;
+                        record(&phase, started, sent, result);
                     }
                 }));
             }
@@ -145,7 +149,8 @@ pub async fn drive(pool: &Pool, shape: Shape, request: Request) -> Arc<Phase> {
                 );
                 tasks.push(tokio::spawn(async move {
                     // Latency from when the request was due, not from when it left.
-                    record(&phase, due, request(n, pool.pick().clone()).await);
+                    let result = request(n, pool.pick().clone()).await;
+                    record(&phase, started, due, result);
                     in_flight.fetch_sub(1, Ordering::Relaxed);
                 }));
             }
@@ -158,14 +163,21 @@ pub async fn drive(pool: &Pool, shape: Shape, request: Request) -> Arc<Phase> {
     phase
 }
 
-fn record(phase: &Phase, since: Instant, result: Result<(), Refusal>) {
+/// Counts one answer of the phase that `started`; its latency runs from `since`.
+fn record(phase: &Phase, started: Instant, since: Instant, result: Result<(), Refusal>) {
+    let answered = Instant::now();
     phase.sent.fetch_add(1, Ordering::Relaxed);
     match result {
         Ok(()) => {
-            phase.latency.record(since.elapsed());
+            phase.latency.record(answered - since);
             phase.ok.fetch_add(1, Ordering::Relaxed);
+            phase.timeline.accepted(answered - started);
         }
-        Err(refusal) => phase.refused.add(refusal.label()),
+        Err(refusal) => {
+            let label = refusal.label();
+            phase.timeline.refused(answered - started, &label);
+            phase.refused.add(label);
+        }
     }
 }
 

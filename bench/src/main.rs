@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use coupon_bench::charts;
 use coupon_bench::load::{Mode, Shape};
 use coupon_bench::poll_storm::{self, PollMode, PollPlan, StormOptions};
 use coupon_bench::run::{self, Options};
@@ -101,6 +102,13 @@ struct Cli {
     /// Times the whole campaign is listed with GetCampaign at the end (latency figures).
     #[arg(long, default_value_t = 1, help_heading = "Flood scenario")]
     campaign_reads: u32,
+
+    /// Draw charts of the run into this directory (created if missing), as SVG files:
+    /// accepted.svg (accepted and refused IssueCoupon per second over the run),
+    /// latency.svg (accept and ticket-to-final latency by percentile, HDR style),
+    /// refusals.svg (refusals per second, one line per code).
+    #[arg(long, value_name = "DIR", help_heading = "Flood scenario")]
+    svg: Option<PathBuf>,
 
     /// Write every figure to this file as JSON.
     #[arg(long)]
@@ -217,7 +225,31 @@ async fn flood(cli: Cli) -> ExitCode {
         campaign_reads: cli.campaign_reads.max(1),
         progress: !cli.quiet,
     };
-    finish(run::run(options).await, cli.json.as_deref())
+    // A chart directory that cannot be made fails the run before the load, not after.
+    if let Some(dir) = &cli.svg
+        && let Err(error) = charts::prepare(dir)
+    {
+        eprintln!("coupon-bench: {error}");
+        return ExitCode::from(2);
+    }
+    let run = run::run(options).await;
+    let drawn = match (&run, &cli.svg) {
+        (Ok(report), Some(dir)) => Some(charts::write_all(dir, &report.charts)),
+        _ => None,
+    };
+    let status = finish(run, cli.json.as_deref());
+    match drawn {
+        Some(Ok(files)) => {
+            let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            println!("charts: {}", files.join(" "));
+            status
+        }
+        Some(Err(error)) => {
+            eprintln!("coupon-bench: {error}");
+            ExitCode::from(2)
+        }
+        None => status,
+    }
 }
 
 async fn poll_storm(cli: Cli) -> ExitCode {

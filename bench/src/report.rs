@@ -7,10 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::charts::RunSeries;
 use crate::load::{Mode, Phase};
 use crate::run::Options;
 use crate::stats::{Latency, Percentiles};
 use crate::verify::Verdict;
+
+/// Points of the latency charts per halving of the distance to 100 %.
+const CURVE_TICKS: u32 = 10;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -32,6 +36,9 @@ pub struct Report {
     pub ratio_to_health: f64,
     pub refused: BTreeMap<String, u64>,
     pub skipped_client_side: u64,
+    /// Accepted IssueCoupon in each whole second since the issue phase started (the last
+    /// one partial).
+    pub accepted_per_second: Vec<u64>,
     pub accept_latency_ms: Percentiles,
     pub final_latency_ms: Percentiles,
     pub get_result_latency_ms: Percentiles,
@@ -42,6 +49,9 @@ pub struct Report {
     pub issued: u64,
     pub expected_issued: u64,
     pub violations: Vec<String>,
+    /// What the charts (`--svg`) are drawn from; not in the JSON.
+    #[serde(skip)]
+    pub charts: RunSeries,
 }
 
 impl Report {
@@ -59,7 +69,8 @@ impl Report {
     ) -> Self {
         let health_per_s = health.ok_per_s();
         let accepted_per_s = issue.ok_per_s();
-        Self {
+        let seconds = issue.timeline.seconds();
+        let mut report = Self {
             mode: options.shape.mode,
             targets: options.targets.clone(),
             http2: options.http2,
@@ -86,6 +97,7 @@ impl Report {
             },
             refused: issue.refused.snapshot(),
             skipped_client_side: issue.skipped.load(Ordering::Relaxed),
+            accepted_per_second: seconds.iter().map(|s| s.accepted).collect(),
             accept_latency_ms: issue.latency.percentiles(),
             final_latency_ms: final_latency.percentiles(),
             get_result_latency_ms: get_result.percentiles(),
@@ -95,7 +107,31 @@ impl Report {
             issued: verdict.issued,
             expected_issued: verdict.expected_issued,
             violations: verdict.violations,
-        }
+            charts: RunSeries::default(),
+        };
+        report.charts = RunSeries {
+            subtitle: report.run_line(),
+            elapsed_s: report.duration_s,
+            seconds,
+            accept_latency: issue.latency.curve(CURVE_TICKS),
+            final_latency: final_latency.curve(CURVE_TICKS),
+        };
+        report
+    }
+
+    /// The run in one line: loop, connections, protocol, duration, campaign, users.
+    fn run_line(&self) -> String {
+        format!(
+            "{:?} loop{}, {} connection(s){}, {:.1} s, {} coupons, {} users, repeat ratio {}",
+            self.mode,
+            self.rate.map(|r| format!(" at {r}/s")).unwrap_or_default(),
+            self.connections,
+            if self.http2 { " (h2c)" } else { " (HTTP/1.1)" },
+            self.duration_s,
+            self.coupons,
+            self.users,
+            self.repeat_ratio
+        )
     }
 
     pub fn table(&self) -> String {
@@ -106,17 +142,7 @@ impl Report {
             )
         };
         let mut out = String::new();
-        out.push_str(&format!(
-            "coupon-bench: {:?} loop{}, {} connection(s){}, {:.1} s, {} coupons, {} users, repeat ratio {}\n",
-            self.mode,
-            self.rate.map(|r| format!(" at {r}/s")).unwrap_or_default(),
-            self.connections,
-            if self.http2 { " (h2c)" } else { " (HTTP/1.1)" },
-            self.duration_s,
-            self.coupons,
-            self.users,
-            self.repeat_ratio
-        ));
+        out.push_str(&format!("coupon-bench: {}\n", self.run_line()));
         out.push_str(&format!("  targets: {}\n\n", self.targets.join(", ")));
         out.push_str(&format!(
             "{:<22} {:>12}\n",

@@ -50,6 +50,40 @@ impl Latency {
     }
 }
 
+/// One point of a latency distribution: `quantile` of the samples took at most `ms`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuantilePoint {
+    pub quantile: f64,
+    pub ms: f64,
+}
+
+/// A latency distribution as an HDR percentile curve.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Curve {
+    pub samples: u64,
+    /// Rising quantiles, the last one 1 (the maximum); empty without samples.
+    pub points: Vec<QuantilePoint>,
+}
+
+impl Latency {
+    /// The histogram's quantiles, `ticks` of them per halving of the distance to 100 %
+    /// (so as many between 99 % and 99.5 % as between 0 % and 50 %), up to the maximum.
+    pub fn curve(&self, ticks: u32) -> Curve {
+        let h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let points = h
+            .iter_quantiles(ticks.max(1))
+            .map(|step| QuantilePoint {
+                quantile: step.quantile_iterated_to(),
+                ms: step.value_iterated_to() as f64 / 1000.0,
+            })
+            .collect();
+        Curve {
+            samples: h.len(),
+            points,
+        }
+    }
+}
+
 /// Counts by label (e.g. refusals by Connect code and reason).
 #[derive(Default)]
 pub struct Counts(Mutex<BTreeMap<String, u64>>);

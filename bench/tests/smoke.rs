@@ -10,6 +10,8 @@ async fn a_short_run_against_the_embedded_server_verifies_and_reports() {
     let target = format!("http://{}", running.addr);
     let json = dir.path().join("bench.json");
     let json_path = json.to_str().expect("utf8").to_owned();
+    let charts = dir.path().join("charts");
+    let charts_path = charts.to_str().expect("utf8").to_owned();
     let args: Vec<String> = [
         "--target",
         &target,
@@ -34,6 +36,8 @@ async fn a_short_run_against_the_embedded_server_verifies_and_reports() {
         "--quiet",
         "--json",
         &json_path,
+        "--svg",
+        &charts_path,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -67,5 +71,23 @@ async fn a_short_run_against_the_embedded_server_verifies_and_reports() {
             > 0,
         "{report}"
     );
+    // The per-second series adds up to the accepted count, and the charts are drawn.
+    let per_second = report["accepted_per_second"]
+        .as_array()
+        .expect("accepted_per_second");
+    let summed: u64 = per_second.iter().filter_map(|n| n.as_u64()).sum();
+    assert_eq!(Some(summed), report["accepted"].as_u64(), "{report}");
+    assert!(stdout.contains("charts: "), "{stdout}");
+    for (file, label) in [
+        ("accepted.svg", "accepted/s"),
+        ("latency.svg", "IssueCoupon accept"),
+        ("refusals.svg", "failed_precondition/CAMPAIGN_NOT_STARTED"),
+    ] {
+        let svg = std::fs::read_to_string(charts.join(file)).expect(file);
+        assert!(
+            svg.starts_with("<svg") && svg.contains(label),
+            "{file}: {svg}"
+        );
+    }
     running.stop().await.expect("stop");
 }
