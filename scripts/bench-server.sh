@@ -17,7 +17,8 @@ start_server() {
       target/release/coupon --listen "127.0.0.1:$port" --data-dir "$out/data" "$@" 2>"$out/server.log" &
       pids+=($!); server_pid=$!; hold_target=$out/data; worker_metrics=$url/metrics ;;
     distributed)
-      eval "$(scripts/services.sh up)"
+      # BENCH_KAFKA_NODES=3: on the replicated three-node cluster (scripts/services.sh).
+      eval "$(scripts/services.sh up --kafka-nodes "${BENCH_KAFKA_NODES:-1}")"
       export DATABASE_URL KAFKA_BROKERS
       local topic=bench-$RANDOM$RANDOM
       local key; key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')

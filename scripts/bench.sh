@@ -6,6 +6,7 @@
 #   scripts/bench.sh distributed      # starts PostgreSQL + Kafka with scripts/services.sh
 #   scripts/bench.sh distributed open-5000 campaign-10k   # only these scenarios
 #   scripts/bench.sh embedded poll    # the poll-storm set only (issue 13), one run each
+#   BENCH_KAFKA_NODES=3 scripts/bench.sh distributed closed-h1 open-5000   # on 3 brokers
 # BENCH_RUNS (default 5): runs of each scenario, each on a fresh server (and, distributed,
 # a fresh database and topic); the summary shows their median, best and worst.
 # Before the runs, two 5 s closed-loop runs warm the services up (the broker's JIT and
@@ -19,6 +20,8 @@ shift || true
 scenarios=("$@")
 runs=${BENCH_RUNS:-5}
 out=bench-results/$mode
+# BENCH_KAFKA_NODES=3 (distributed): on the three-node Kafka cluster, results apart.
+if [[ ${BENCH_KAFKA_NODES:-1} != 1 ]]; then out+=-kafka$BENCH_KAFKA_NODES; fi
 mkdir -p "$out"
 cargo build --release --workspace --bins >&2
 bench=target/release/coupon-bench

@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 scripts/install-build-deps.sh
 eval "$(scripts/services.sh up)"
 export DATABASE_URL KAFKA_BROKERS
-echo "test: DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=$KAFKA_BROKERS" >&2
+# The replicated cluster's tests (tests/kafka_cluster.rs) run on three more brokers, on
+# their own ports, beside the single one the other distributed tests share.
+KAFKA_CLUSTER_BROKERS=$(scripts/services.sh up --kafka-nodes 3 | sed -n 's/^KAFKA_BROKERS=//p')
+export KAFKA_CLUSTER_BROKERS
+echo "test: DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=$KAFKA_BROKERS KAFKA_CLUSTER_BROKERS=$KAFKA_CLUSTER_BROKERS" >&2
 # The distributed tests run the built `producer` and `consumer` binaries as processes.
 cargo build --workspace --release --bins
 cargo test --workspace --release "$@"

@@ -93,7 +93,8 @@ async fn audit_finds_a_running_deployment_identical_and_exactly_the_tampered_row
         brokers: cluster.brokers.clone(),
         topic: other_topic.clone(),
         partitions: 4,
-        replication_factor: 1,
+        replication_factor: None,
+        min_insync_replicas: None,
     };
     coupon::infra::kafka::ensure_topic(&admin)
         .await

@@ -55,10 +55,20 @@ pub struct CommonArgs {
           value_parser = clap::value_parser!(i32).range(1..=10_000))]
     pub partitions: i32,
 
-    /// Replication factor of the topic when this node has to create it.
-    #[arg(long, env = "COUPON_REPLICATION_FACTOR", default_value_t = 1,
+    /// Replication factor of the topic when this node has to create it. Default: 3 on a
+    /// cluster of 3 brokers or more (a broker can die without losing an acknowledged
+    /// ticket), else 1.
+    #[arg(long, env = "COUPON_REPLICATION_FACTOR",
           value_parser = clap::value_parser!(i32).range(1..=100))]
-    pub replication_factor: i32,
+    pub replication_factor: Option<i32>,
+
+    /// Replicas that must hold a record before a ticket is answered (the topic's
+    /// `min.insync.replicas`), when this node creates the topic. Default: 2 when the
+    /// factor is 3 or more, else 1. With fewer replicas alive IssueCoupon answers
+    /// `unavailable` rather than accept what one crash could lose.
+    #[arg(long, env = "COUPON_MIN_INSYNC_REPLICAS",
+          value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub min_insync_replicas: Option<i32>,
 
     /// File holding the deployment's secret key (64 hex characters). Every node must
     /// have the same key: it makes codes reproducible and authenticates tickets.
@@ -219,6 +229,7 @@ impl CommonArgs {
             topic: self.topic.clone(),
             partitions: self.partitions,
             replication_factor: self.replication_factor,
+            min_insync_replicas: self.min_insync_replicas,
         }
     }
 }
@@ -262,6 +273,7 @@ pub async fn start_producer(
     check_key(&store, &secret).await?;
     check_log(&store, &topic).await?;
     let append = AppendSettings {
+        replicas_needed: kafka::min_insync_replicas(&topic).await?,
         ack_timeout: Duration::from_millis(args.ack_timeout_ms),
         linger: Duration::from_millis(args.kafka_linger_ms),
     };

@@ -42,10 +42,15 @@ pub struct Producer {
 impl Cluster {
     /// `None` when the distributed tests are skipped (see `pg::SKIP_VAR`).
     pub async fn new(partitions: u32) -> Option<Self> {
-        let database_url = pg::fresh_database().await?;
         let brokers = std::env::var("KAFKA_BROKERS").expect(
             "KAFKA_BROKERS is unset: start Kafka with `eval \"$(scripts/services.sh up)\"`",
         );
+        Self::on_brokers(partitions, brokers).await
+    }
+
+    /// As [`Cluster::new`], on the Kafka cluster at `brokers`.
+    pub async fn on_brokers(partitions: u32, brokers: String) -> Option<Self> {
+        let database_url = pg::fresh_database().await?;
         let id = format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
         let cluster = Self {
             dir: tempfile::tempdir().expect("dir"),

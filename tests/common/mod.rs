@@ -8,6 +8,7 @@ pub mod connect;
 pub mod embedded;
 pub mod faulty_store;
 pub mod flood;
+pub mod kafka_log;
 pub mod model;
 pub mod pg;
 pub mod process;

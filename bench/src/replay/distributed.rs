@@ -28,13 +28,15 @@ pub async fn run(dir: &Path, services: &Services, workload: Workload) -> Figures
         brokers: services.brokers.clone(),
         topic: format!("coupon-replay-{id}"),
         partitions: PARTITIONS,
-        replication_factor: 1,
+        replication_factor: None,
+        min_insync_replicas: None,
     };
     kafka::ensure_topic(&topic).await.expect("topic");
     let secret = SecretKey::generate();
     let append = AppendSettings {
         ack_timeout: Duration::from_secs(30),
         linger: Duration::from_millis(5),
+        replicas_needed: 1,
     };
     let log = KafkaLog::new(&topic, append, &secret.fingerprint()).expect("producer");
     let drained_db = create_database(&services.database_url, &format!("coupon_replay_{id}")).await;

@@ -8,13 +8,14 @@
 mod group;
 mod log;
 mod partition;
+mod recent_appends;
 mod replay;
 mod statistics;
 
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
@@ -32,7 +33,43 @@ pub struct TopicSettings {
     pub topic: String,
     /// Used only when the topic does not exist yet.
     pub partitions: i32,
-    pub replication_factor: i32,
+    /// Copies of each record, when the topic is created; `None`: see [`Replication`].
+    pub replication_factor: Option<i32>,
+    /// Copies that must hold a record before it is acknowledged, when the topic is
+    /// created; `None`: see [`Replication`].
+    pub min_insync_replicas: Option<i32>,
+}
+
+/// How a new topic is replicated. Unset values follow the cluster: on three brokers or
+/// more, 3 copies of which 2 must hold a record before the producer (acks=all) is told
+/// it is written, so one broker can die without losing an acknowledged ticket and
+/// writes go on; on fewer brokers, 1 copy (nothing to replicate to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    pub factor: i32,
+    pub min_insync: i32,
+}
+
+impl Replication {
+    pub fn for_cluster(
+        brokers: usize,
+        factor: Option<i32>,
+        min_insync: Option<i32>,
+    ) -> Result<Self, KafkaSetupError> {
+        let factor = factor.unwrap_or(if brokers >= 3 { 3 } else { 1 });
+        let min_insync = min_insync.unwrap_or(if factor >= 3 { 2 } else { 1 });
+        if !(1..=factor).contains(&min_insync) {
+            return Err(KafkaSetupError::Replication(format!(
+                "--min-insync-replicas {min_insync} must be between 1 and the replication factor {factor}"
+            )));
+        }
+        if usize::try_from(factor).is_ok_and(|f| f > brokers) {
+            return Err(KafkaSetupError::Replication(format!(
+                "--replication-factor {factor} needs {factor} brokers; the cluster has {brokers}"
+            )));
+        }
+        Ok(Self { factor, min_insync })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,33 +83,83 @@ pub enum KafkaSetupError {
     },
     #[error("the Kafka cluster at {brokers} did not say its cluster id within 10 s")]
     NoClusterId { brokers: String },
+    #[error("the Kafka cluster at {brokers} did not list its brokers within 10 s")]
+    NoBrokers { brokers: String },
+    #[error("topic replication: {0}")]
+    Replication(String),
 }
 
 /// Creates the topic if it is missing: infinite retention (the log is the source of
-/// truth, a rebuild replays it from the start) and broker-side append timestamps.
+/// truth, a rebuild replays it from the start), broker-side append timestamps, and
+/// replicated as [`Replication`] says, with no unclean leader election (a replica that
+/// missed acknowledged records never becomes leader).
 pub async fn ensure_topic(settings: &TopicSettings) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &settings.brokers)
-        .create()?;
+    let brokers = broker_count(&settings.brokers).await?;
+    let admin: AdminClient<DefaultClientContext> = client_config(&settings.brokers).create()?;
+    let replication = Replication::for_cluster(
+        brokers,
+        settings.replication_factor,
+        settings.min_insync_replicas,
+    )?;
+    let min_insync = replication.min_insync.to_string();
     let topic = NewTopic::new(
         &settings.topic,
         settings.partitions,
-        TopicReplication::Fixed(settings.replication_factor),
+        TopicReplication::Fixed(replication.factor),
     )
     .set("message.timestamp.type", "LogAppendTime")
     .set("retention.ms", "-1")
-    .set("retention.bytes", "-1");
+    .set("retention.bytes", "-1")
+    .set("min.insync.replicas", &min_insync)
+    .set("unclean.leader.election.enable", "false");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     for result in admin.create_topics([&topic], &options).await? {
         match result {
-            Ok(_) => {
-                tracing::info!(topic = %settings.topic, partitions = settings.partitions, "created topic")
-            }
+            Ok(_) => tracing::info!(
+                topic = %settings.topic,
+                partitions = settings.partitions,
+                replication_factor = replication.factor,
+                min_insync_replicas = replication.min_insync,
+                brokers,
+                "created topic"
+            ),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(KafkaSetupError::CreateTopic { topic, code }),
         }
     }
     Ok(())
+}
+
+/// The topic's `min.insync.replicas` as the brokers apply it (the topic's own setting
+/// or the cluster's default): the in-sync replicas a partition needs to take a record.
+pub async fn min_insync_replicas(settings: &TopicSettings) -> Result<usize, KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(&settings.brokers).create()?;
+    let topic = ResourceSpecifier::Topic(&settings.topic);
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let described = admin.describe_configs([&topic], &options).await?;
+    let value = described
+        .into_iter()
+        .find_map(Result::ok)
+        .and_then(|config| config.get("min.insync.replicas")?.value.clone());
+    Ok(value.and_then(|v| v.parse().ok()).unwrap_or(1))
+}
+
+/// How many brokers the cluster has now (a metadata request).
+async fn broker_count(brokers: &str) -> Result<usize, KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers).create()?;
+    // Blocking in librdkafka, so off the runtime's threads.
+    tokio::task::spawn_blocking(move || {
+        admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|m| m.brokers().len())
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| KafkaSetupError::NoBrokers {
+        brokers: brokers.to_owned(),
+    })
 }
 
 const METADATA_REFRESH_MS: &str = "10000";
