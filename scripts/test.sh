@@ -15,4 +15,5 @@ export KAFKA_CLUSTER_BROKERS
 echo "test: DATABASE_URL=$DATABASE_URL KAFKA_BROKERS=$KAFKA_BROKERS KAFKA_CLUSTER_BROKERS=$KAFKA_CLUSTER_BROKERS" >&2
 # The distributed tests run the built `producer` and `consumer` binaries as processes.
 cargo build --workspace --release --bins
-cargo test --workspace --release "$@"
+# Every test binary runs even when one fails, so one run reports every failure.
+cargo test --workspace --release --no-fail-fast "$@"
