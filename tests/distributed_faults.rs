@@ -36,24 +36,7 @@ async fn await_health(client: &Client, status: &str) {
 /// Waits until the node reports `status` for `service` (`""`: the node as a whole).
 async fn await_service_health(client: &Client, service: &str, status: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let answer = client
-            .call(
-                "grpc.health.v1.Health/Check",
-                serde_json::json!({"service": service}),
-            )
-            .await
-            .map(|h| h["status"].clone())
-            .unwrap_or_default();
-        if answer == status {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{service} never became {status} (last {answer})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    client.await_health(service, status, deadline).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -374,21 +374,7 @@ async fn poll_all(client: &Client, given: &[(String, String)]) -> HashMap<String
 async fn await_health(deployment: &Deployment, status: &str, limit: Duration) -> Duration {
     let started = Instant::now();
     for client in deployment.clients() {
-        loop {
-            let now = client
-                .health()
-                .await
-                .map(|h| h["status"].clone())
-                .unwrap_or_default();
-            if now == status {
-                break;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "health never became {status} (last {now})"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        client.await_health("", status, started + limit).await;
     }
     started.elapsed()
 }

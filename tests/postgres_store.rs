@@ -86,6 +86,26 @@ fn ticket_of(record: &LogRecord) -> Option<TicketId> {
     }
 }
 
+/// The campaign's creation, then `requests` requests 1 ms apart from `users` users taking
+/// turns (`user-{i % users}`), at offsets 1, 2, ….
+fn returning_users(
+    campaign: &NewCampaign,
+    requests: i64,
+    users: i64,
+) -> Result<Vec<LogRecord>, Box<dyn Error>> {
+    let mut records = vec![created(0, campaign)];
+    for i in 1..=requests {
+        let user = format!("user-{}", i % users);
+        records.push(requested(
+            u64::try_from(i)?,
+            campaign.id,
+            &user,
+            at(START_MS + i),
+        ));
+    }
+    Ok(records)
+}
+
 /// Decides `records` the way a worker does: consecutive batches whose sizes cycle
 /// through `sizes`, each expecting the offset the previous one committed.
 async fn decide_in_batches(
@@ -843,17 +863,8 @@ async fn a_worker_decides_a_restored_store_as_it_decided_the_original() -> TestR
     let use_case = DecideIssueRequests::new(store.clone(), CodeGenerator::new(&secret));
 
     let campaign = new_campaign("restored", 30, at(START_MS));
-    let mut records = vec![created(0, &campaign)];
-    for i in 1..=120_i64 {
-        // Users come back: every user asks three times over the flood.
-        let user = format!("user-{}", i % 40);
-        records.push(requested(
-            u64::try_from(i)?,
-            campaign.id,
-            &user,
-            at(START_MS + i),
-        ));
-    }
+    // Users come back: every user asks three times over the flood.
+    let records = returning_users(&campaign, 120, 40)?;
     decide_with(&use_case, &store, &records, &[7, 13]).await?;
     let first = stored_tickets(&store, &records).await?;
     let issued = first
@@ -893,17 +904,8 @@ async fn workers_taking_turns_see_each_others_coupons() -> TestResult {
         DecideIssueRequests::new(turns.clone(), CodeGenerator::new(&secret)),
     ];
     let campaign = new_campaign("turns", 25, at(START_MS));
-    let mut records = vec![created(0, &campaign)];
-    for i in 1..=90_i64 {
-        // Every user asks three times, a third of the log apart.
-        let user = format!("user-{}", i % 30);
-        records.push(requested(
-            u64::try_from(i)?,
-            campaign.id,
-            &user,
-            at(START_MS + i),
-        ));
-    }
+    // Every user asks three times, a third of the log apart.
+    let records = returning_users(&campaign, 90, 30)?;
     for (turn, batch) in records.chunks(7).enumerate() {
         decide_with(&workers[turn % 2], &turns, batch, &[7]).await?;
     }

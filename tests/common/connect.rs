@@ -80,6 +80,26 @@ impl Client {
         self.call("grpc.health.v1.Health/Check", json!({})).await
     }
 
+    /// Waits until the node reports `status` for `service` (`""`: the node as a whole),
+    /// at most until `deadline`.
+    pub async fn await_health(&self, service: &str, status: &str, deadline: Instant) {
+        loop {
+            let answer = self
+                .call("grpc.health.v1.Health/Check", json!({"service": service}))
+                .await
+                .map(|h| h["status"].clone())
+                .unwrap_or_default();
+            if answer == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service} never became {status} (last {answer})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn create_campaign(
         &self,
         name: &str,

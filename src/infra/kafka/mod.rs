@@ -192,3 +192,35 @@ fn client_config(brokers: &str) -> ClientConfig {
         .set("log_level", "4");
     config
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Replication;
+
+    fn chosen(brokers: usize, factor: Option<i32>, min_insync: Option<i32>) -> (i32, i32) {
+        let r = Replication::for_cluster(brokers, factor, min_insync).expect("valid");
+        (r.factor, r.min_insync)
+    }
+
+    #[test]
+    fn the_defaults_follow_the_cluster() {
+        assert_eq!(chosen(1, None, None), (1, 1));
+        assert_eq!(chosen(2, None, None), (1, 1));
+        assert_eq!(chosen(3, None, None), (3, 2));
+        assert_eq!(chosen(5, None, None), (3, 2));
+        assert_eq!(chosen(5, Some(5), None), (5, 2));
+        assert_eq!(chosen(3, Some(3), Some(3)), (3, 3));
+    }
+
+    #[test]
+    fn impossible_settings_are_refused_naming_the_flag() {
+        let error = |b, f, m| {
+            Replication::for_cluster(b, f, m)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(error(1, Some(3), None).contains("--replication-factor 3 needs 3 brokers"));
+        assert!(error(3, None, Some(4)).contains("--min-insync-replicas 4"));
+        assert!(error(1, None, Some(2)).contains("replication factor 1"));
+    }
+}
