@@ -71,10 +71,15 @@ struct Deployment {
 
 impl Deployment {
     async fn start() -> Option<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// As [`Deployment::start`], the producers started with `producer_flags`.
+    async fn start_with(producer_flags: &[&str]) -> Option<Self> {
         let cluster = Cluster::on_brokers(2, cluster_brokers()).await?;
         let producers = vec![
-            cluster.producer("producer-1", &[]).await,
-            cluster.producer("producer-2", &[]).await,
+            cluster.producer("producer-1", producer_flags).await,
+            cluster.producer("producer-2", producer_flags).await,
         ];
         let consumers = vec![
             cluster.consumer("consumer-1"),
@@ -404,7 +409,10 @@ async fn killing_the_campaigns_leader_mid_flood_loses_no_ticket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_follower_mid_flood_is_invisible_to_clients() {
     let _turn = BROKERS.lock().await;
-    let Some(deployment) = Deployment::start().await else {
+    // The pause lasts until the controller fences the follower: the 3 s session plus its
+    // reaction, 3.2 s locally but 5.0 s once in CI, at the default 5 s ack timeout. With
+    // an ack timeout above the pause, no client sees an error.
+    let Some(deployment) = Deployment::start_with(&["--ack-timeout-ms", "8000"]).await else {
         return;
     };
     let (partition, leader, followers) = deployment.placement();
