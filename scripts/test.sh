@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-build-deps.sh
+# chromium and chromedriver, for the console's browser test (tests/console_browser.rs).
+scripts/install-browser.sh
 eval "$(scripts/services.sh up)"
 export DATABASE_URL KAFKA_BROKERS
 # The replicated cluster's tests (tests/kafka_cluster.rs) run on three more brokers, on

@@ -457,3 +457,13 @@ async fn a_winner_retrying_after_the_sell_out_gets_their_coupon_from_any_produce
         .expect_err("sold out");
     assert_eq!(refused.reason.as_deref(), Some("CAMPAIGN_SOLD_OUT"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_are_listed_newest_first_with_their_state_and_alphabet() {
+    let Some(cluster) = Cluster::new(2).await else {
+        return;
+    };
+    let producer = cluster.producer("producer", &[]).await;
+    let _consumer = cluster.consumer("consumer");
+    common::listing::check_listing_and_alphabets(&producer.client).await;
+}

@@ -381,3 +381,9 @@ async fn state_survives_a_graceful_restart() {
     assert_eq!(repeat["status"], "ISSUE_STATUS_ALREADY_ISSUED");
     running.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaigns_are_listed_newest_first_with_their_state_and_alphabet() {
+    let server = start().await;
+    common::listing::check_listing_and_alphabets(&server.client).await;
+}

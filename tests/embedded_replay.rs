@@ -283,3 +283,72 @@ async fn a_backup_restored_after_the_flood_and_a_deleted_state_file_replay_to_th
     let said = service.log();
     assert!(said.contains("rebuilding the state from the log"), "{said}");
 }
+
+/// A log written before code alphabets existed (version 1 campaign records, which name
+/// none) is decided into the codes it was decided into then: the full alphabet's. The
+/// expected code was made by the `fpe` crate's FF1, which the service used first, for
+/// this key and this campaign position (domain::coupon_code's pinned vectors).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_log_from_before_alphabets_replays_to_its_old_full_alphabet_codes() {
+    const CAMPAIGN: &str = "018f0000-0000-7000-8000-0000000000c1";
+    const OLD_CODE: &str = "쯥뗵읅벷퍃훨릥헡뽉쪧";
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    write_old_data_dir(&data, CAMPAIGN).await;
+
+    let port = free_port();
+    let client = Client::new(format!("http://127.0.0.1:{port}"));
+    let _proc = spawn(&dir, &data, port);
+    wait_healthy(&client, Duration::from_secs(20)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let page = client.get_campaign(CAMPAIGN, 0, "").await;
+        if let Ok(page) = page.as_ref()
+            && page["coupons"].as_array().is_some_and(|c| !c.is_empty())
+        {
+            break page.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old log was not decided: {page:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(page["campaign"]["codeAlphabet"], "CODE_ALPHABET_FULL");
+    assert_eq!(page["coupons"][0]["userId"], "old-user");
+    assert_eq!(page["coupons"][0]["code"], OLD_CODE);
+}
+
+/// A data dir as a version without alphabets left it, before its state was decided:
+/// the key of the pinned vectors, and a log of a campaign at offset 0 and one request.
+async fn write_old_data_dir(data: &Path, campaign: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(data).expect("data dir");
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let key = data.join("secret.key");
+    std::fs::write(&key, format!("{}\n", "07".repeat(32))).expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let log_path = data.join("log.sqlite");
+    drop(
+        coupon::infra::embedded_log::EmbeddedLog::open(&log_path)
+            .await
+            .expect("log"),
+    );
+    let start_ms: i64 = 1_700_000_000_000;
+    let records = [
+        format!(
+            r#"{{"type":"campaign_created","v":1,"campaign_id":"{campaign}","name":"old drop","total_coupons":5,"starts_at_ms":{start_ms},"created_at_ms":{start_ms}}}"#
+        ),
+        format!(
+            r#"{{"type":"issue_requested","v":1,"ticket_id":"018f0000-0000-7000-8000-0000000000d1","campaign_id":"{campaign}","user_id":"old-user"}}"#
+        ),
+    ];
+    let log = rusqlite::Connection::open(&log_path).expect("open log");
+    for (offset, payload) in records.iter().enumerate() {
+        log.execute(
+            "INSERT INTO log_records (log_offset, appended_at_ms, payload) VALUES (?, ?, ?)",
+            rusqlite::params![offset as i64, start_ms + 1_000, payload],
+        )
+        .expect("old record");
+    }
+}

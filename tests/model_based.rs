@@ -37,8 +37,8 @@ use coupon::domain::ports::{
     TicketRepository,
 };
 use coupon::domain::{
-    CampaignId, CampaignName, CodeGenerator, Coupon, IssueStatus, LogEvent, Placement, SecretKey,
-    TicketId, TicketSeal, TotalCoupons, UserId,
+    CampaignId, CampaignName, CodeAlphabet, CodeGenerator, Coupon, IssueStatus, LogEvent,
+    Placement, SecretKey, TicketId, TicketSeal, TotalCoupons, UserId,
 };
 use coupon::infra::embedded_log::{self, EmbeddedLog, PARTITION};
 use coupon::infra::sqlite::SqliteStore;
@@ -571,6 +571,12 @@ impl Case {
             total_coupons: TotalCoupons::parse(i64::from(total)).map_err(|e| fail("total", e))?,
             starts_at,
             request_id: None,
+            // Both alphabets, in one log.
+            alphabet: if total.is_multiple_of(2) {
+                CodeAlphabet::Full
+            } else {
+                CodeAlphabet::Readable
+            },
         };
         let out = self
             .node()
@@ -1032,7 +1038,7 @@ impl Case {
                     coupon.code
                 );
                 let derived = codes
-                    .code_for(expected.origin, ordinal)
+                    .code_for(expected.alphabet, expected.origin, ordinal)
                     .map_err(|e| fail("code_for", e))?;
                 ensure!(
                     coupon.code == derived,

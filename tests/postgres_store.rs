@@ -19,8 +19,9 @@ use coupon::domain::ports::{
     BatchChanges, CampaignRepository, IssuanceBatch, IssuanceStore, StoreError, TicketRepository,
 };
 use coupon::domain::{
-    Campaign, CampaignId, CampaignName, CodeGenerator, Coupon, CouponCode, IssueStatus, LogEvent,
-    LogPosition, LogRecord, NewCampaign, SecretKey, TicketId, TicketResult, TotalCoupons, UserId,
+    Campaign, CampaignId, CampaignName, CodeAlphabet, CodeGenerator, Coupon, CouponCode,
+    IssueStatus, LogEvent, LogPosition, LogRecord, NewCampaign, SecretKey, TicketId, TicketResult,
+    TotalCoupons, UserId,
 };
 use coupon::infra::postgres::{HOLDERS_SQL, PgStore};
 
@@ -45,6 +46,7 @@ fn new_campaign(name: &str, total: i64, starts_at: DateTime<Utc>) -> NewCampaign
         total_coupons: TotalCoupons::parse(total).expect("valid total"),
         starts_at,
         created_at: starts_at - TimeDelta::hours(1),
+        alphabet: CodeAlphabet::Readable,
     }
 }
 
@@ -180,6 +182,7 @@ async fn campaigns_round_trip_and_coupons_page_in_issue_order() -> TestResult {
             partition: u32::MAX,
             offset: 5_000_000_000,
         },
+        alphabet: CodeAlphabet::Full,
     };
     store.insert_campaign(&campaign).await?;
     assert_eq!(
@@ -208,7 +211,7 @@ async fn campaigns_round_trip_and_coupons_page_in_issue_order() -> TestResult {
     let mut coupons = Vec::new();
     for ordinal in [4, 1, 7, 2, 6, 3, 5] {
         coupons.push(Coupon {
-            code: codes.code_for(paged.origin, ordinal)?,
+            code: codes.code_for(paged.alphabet, paged.origin, ordinal)?,
             campaign_id: paged.id,
             // Characters JSON must escape survive the one-row page read.
             user_id: UserId::parse(&format!("user \"{ordinal}\\ 사용자"))?,
@@ -288,7 +291,7 @@ async fn uniqueness_backstops_reject_the_whole_batch_by_constraint_name() -> Tes
     });
     let coupon = |ordinal: u64, user: &str| -> Result<Coupon, Box<dyn Error>> {
         Ok(Coupon {
-            code: codes.code_for(campaign.origin, ordinal)?,
+            code: codes.code_for(campaign.alphabet, campaign.origin, ordinal)?,
             campaign_id: campaign.id,
             user_id: UserId::parse(user)?,
             ticket_id: TicketId::generate(),

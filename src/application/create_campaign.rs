@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::ports::{CampaignRepository, IssueLog, LogError, StoreError};
 use crate::domain::{
-    Campaign, CampaignId, CampaignName, LogEvent, LogPosition, NewCampaign, Placement, RequestId,
-    TotalCoupons,
+    Campaign, CampaignId, CampaignName, CodeAlphabet, LogEvent, LogPosition, NewCampaign,
+    Placement, RequestId, TotalCoupons,
 };
 
 pub struct Input {
@@ -19,6 +19,8 @@ pub struct Input {
     pub starts_at: DateTime<Utc>,
     /// A client-chosen key: creations with the same key make one campaign.
     pub request_id: Option<RequestId>,
+    /// The symbols of its codes.
+    pub alphabet: CodeAlphabet,
 }
 
 pub struct Output {
@@ -58,7 +60,8 @@ impl<R: CampaignRepository, L: IssueLog> CreateCampaign<R, L> {
     }
 
     pub async fn execute(&self, input: Input) -> Result<Output, Error> {
-        let mut new = NewCampaign::new(input.name, input.total_coupons, input.starts_at);
+        let mut new = NewCampaign::new(input.name, input.total_coupons, input.starts_at)
+            .with_alphabet(input.alphabet);
         if let Some(key) = &input.request_id {
             new = new.with_id(CampaignId::for_request(key));
             // A store that cannot answer fails the call before anything is appended:
@@ -124,6 +127,7 @@ mod tests {
             total_coupons: TotalCoupons::parse(10)?,
             starts_at: Utc::now(),
             request_id: None,
+            alphabet: CodeAlphabet::Readable,
         })
     }
 

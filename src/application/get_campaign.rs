@@ -1,5 +1,7 @@
 //! Requirement: an admin reads a campaign and the coupons it issued, in issue order.
 
+use chrono::{DateTime, Utc};
+
 use crate::domain::ports::{CampaignRepository, StoreError};
 use crate::domain::{Campaign, CampaignId, Coupon};
 
@@ -19,6 +21,8 @@ pub struct Output {
     pub coupons: Vec<Coupon>,
     /// The ordinal to continue after, when more coupons follow.
     pub next_after_ordinal: Option<u64>,
+    /// When the last coupon was issued, once the campaign is sold out.
+    pub sold_out_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,10 +59,33 @@ impl<R: CampaignRepository> GetCampaign<R> {
         } else {
             None
         };
+        let sold_out_at = self.sold_out_at(&campaign, &coupons).await?;
         Ok(Output {
             campaign,
             coupons,
             next_after_ordinal,
+            sold_out_at,
         })
+    }
+
+    /// The last coupon's issue time: from the page when it holds it, else one probe. The
+    /// last coupon never changes once written, so any read of it agrees with the page.
+    async fn sold_out_at(
+        &self,
+        campaign: &Campaign,
+        page: &[Coupon],
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        if !campaign.is_sold_out() {
+            return Ok(None);
+        }
+        let last = campaign.total_coupons.get();
+        if let Some(coupon) = page.iter().rev().find(|c| c.ordinal == last) {
+            return Ok(Some(coupon.issued_at));
+        }
+        let found = self
+            .campaigns
+            .list_coupons(campaign.id, last - 1, 1)
+            .await?;
+        Ok(found.first().map(|c| c.issued_at))
     }
 }

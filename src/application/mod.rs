@@ -12,6 +12,7 @@ pub mod decided_offsets;
 pub mod get_campaign;
 pub mod get_issue_result;
 pub mod holder_cache;
+pub mod list_campaigns;
 pub mod rewind_decisions;
 pub mod ticket_reads;
 
@@ -22,4 +23,5 @@ pub use decide_issue_requests::DecideIssueRequests;
 pub use decided_offsets::DecidedOffsets;
 pub use get_campaign::GetCampaign;
 pub use get_issue_result::GetIssueResult;
+pub use list_campaigns::ListCampaigns;
 pub use rewind_decisions::RewindDecisions;

@@ -5,6 +5,7 @@ use std::fmt;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use uuid::Uuid;
 
+use super::coupon_code::CodeAlphabet;
 use super::log::LogPosition;
 
 /// Longest campaign name, in characters.
@@ -133,6 +134,8 @@ pub struct NewCampaign {
     pub total_coupons: TotalCoupons,
     pub starts_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
+    /// The alphabet asked for; `placed_at` may fall back to the full one.
+    pub alphabet: CodeAlphabet,
 }
 
 impl NewCampaign {
@@ -148,7 +151,13 @@ impl NewCampaign {
             total_coupons,
             starts_at: ceil_to_millis(starts_at),
             created_at: truncate_to_millis(now),
+            alphabet: CodeAlphabet::Readable,
         }
+    }
+
+    /// The same campaign with codes in `alphabet` (readable unless asked otherwise).
+    pub fn with_alphabet(self, alphabet: CodeAlphabet) -> Self {
+        Self { alphabet, ..self }
     }
 
     /// The same campaign under the id a creation key gives it.
@@ -161,11 +170,20 @@ impl NewCampaign {
         self.name == other.name
             && self.total_coupons == other.total_coupons
             && self.starts_at == other.starts_at
+            && (self.alphabet == other.alphabet || !self.alphabet.holds(other.origin))
     }
 
-    /// The campaign as the log placed it: `origin` makes its coupon codes its own.
+    /// The campaign as the log placed it: `origin` makes its coupon codes its own. A
+    /// readable campaign placed beyond the readable code space (partition 256 or later,
+    /// offset 2^40 or later) gets full codes: decided the same way on every replay.
     pub fn placed_at(self, origin: LogPosition) -> Campaign {
+        let alphabet = if self.alphabet.holds(origin) {
+            self.alphabet
+        } else {
+            CodeAlphabet::Full
+        };
         Campaign {
+            alphabet,
             id: self.id,
             name: self.name,
             total_coupons: self.total_coupons,
@@ -188,6 +206,40 @@ pub struct Campaign {
     /// Where the campaign's creation sits in the log: unique by construction, the same
     /// on every replay, so it is what the coupon codes are derived from.
     pub origin: LogPosition,
+    /// The symbols of its codes.
+    pub alphabet: CodeAlphabet,
+}
+
+/// A campaign as the admins' list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignListing {
+    pub campaign: Campaign,
+    /// When its last coupon was issued; `None` until it is sold out.
+    pub sold_out_at: Option<DateTime<Utc>>,
+}
+
+/// A place in the newest-first list of campaigns: a page goes on after this campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListPosition {
+    pub created_at: DateTime<Utc>,
+    pub id: CampaignId,
+}
+
+impl ListPosition {
+    pub fn of(campaign: &Campaign) -> Self {
+        Self {
+            created_at: campaign.created_at,
+            id: campaign.id,
+        }
+    }
+}
+
+/// Where a campaign is in its life, on some clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CampaignState {
+    Scheduled,
+    Live,
+    SoldOut,
 }
 
 impl Campaign {
@@ -197,6 +249,17 @@ impl Campaign {
 
     pub fn has_started_at(&self, instant: DateTime<Utc>) -> bool {
         instant >= self.starts_at
+    }
+
+    /// Its state at `now`: what admins see (issuing judges the start by the log's clock).
+    pub fn state_at(&self, now: DateTime<Utc>) -> CampaignState {
+        if self.is_sold_out() {
+            CampaignState::SoldOut
+        } else if self.has_started_at(now) {
+            CampaignState::Live
+        } else {
+            CampaignState::Scheduled
+        }
     }
 
     /// Whether this creation record, rather than `known`'s, defines the campaign: the
@@ -282,6 +345,43 @@ mod tests {
         // before it: not eligible. The next millisecond is.
         assert!(!campaign.has_started_at(whole));
         assert!(campaign.has_started_at(rounded));
+    }
+
+    fn at(partition: u32, offset: u64) -> LogPosition {
+        LogPosition { partition, offset }
+    }
+
+    fn new_campaign(starts_at: DateTime<Utc>) -> NewCampaign {
+        let name = CampaignName::parse("drop").expect("name");
+        NewCampaign::new(name, TotalCoupons::parse(2).expect("total"), starts_at)
+    }
+
+    #[test]
+    fn the_alphabet_is_a_term_and_falls_back_to_full_beyond_the_readable_layout() {
+        let asked = new_campaign(Utc::now());
+        assert_eq!(asked.alphabet, CodeAlphabet::Readable);
+        let placed = asked.clone().placed_at(at(3, 7));
+        assert_eq!(placed.alphabet, CodeAlphabet::Readable);
+        assert!(asked.same_terms(&placed));
+        let full = asked.clone().with_alphabet(CodeAlphabet::Full);
+        assert!(!full.same_terms(&placed), "a retry asking for other codes");
+        // Beyond partition 255 a readable campaign gets full codes, and a retry of it
+        // still has the same terms.
+        let far = asked.clone().placed_at(at(256, 0));
+        assert_eq!(far.alphabet, CodeAlphabet::Full);
+        assert!(asked.same_terms(&far));
+    }
+
+    #[test]
+    fn states_follow_the_clock_and_the_count() {
+        let start = truncate_to_millis(Utc::now());
+        let mut campaign = new_campaign(start).placed_at(at(0, 0));
+        let before = start - TimeDelta::milliseconds(1);
+        assert_eq!(campaign.state_at(before), CampaignState::Scheduled);
+        assert_eq!(campaign.state_at(start), CampaignState::Live);
+        campaign.issued_coupons = 2;
+        assert_eq!(campaign.state_at(before), CampaignState::SoldOut);
+        assert_eq!(campaign.state_at(start), CampaignState::SoldOut);
     }
 
     #[test]

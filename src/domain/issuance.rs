@@ -137,7 +137,9 @@ impl<'g> CampaignLedger<'g> {
             return Ok(Decision::SoldOut);
         }
         let ordinal = campaign.issued_coupons + 1;
-        let code = self.codes.code_for(campaign.origin, ordinal)?;
+        let code = self
+            .codes
+            .code_for(campaign.alphabet, campaign.origin, ordinal)?;
         campaign.issued_coupons = ordinal;
         self.holders.insert(holder_key, code.clone());
         Ok(Decision::Issued(Coupon {
@@ -315,7 +317,7 @@ mod tests {
         let start = now_ms();
         let mut c = campaign(5, start, 0);
         c.issued_coupons = 1;
-        let code = codes.code_for(c.origin, 1).unwrap();
+        let code = codes.code_for(c.alphabet, c.origin, 1).unwrap();
         let mut ledger = CampaignLedger::new(&codes);
         ledger.add_campaign(c.clone());
         ledger.add_holder(c.id, UserId::parse("a").unwrap(), code.clone());

@@ -9,8 +9,11 @@ pub mod secret;
 pub mod ticket;
 pub mod user;
 
-pub use campaign::{Campaign, CampaignId, CampaignName, NewCampaign, RequestId, TotalCoupons};
-pub use coupon_code::{CodeGenerator, CouponCode};
+pub use campaign::{
+    Campaign, CampaignId, CampaignListing, CampaignName, CampaignState, ListPosition, NewCampaign,
+    RequestId, TotalCoupons,
+};
+pub use coupon_code::{CodeAlphabet, CodeGenerator, CouponCode};
 pub use issuance::{CampaignLedger, Coupon, Decision, IssueRequest};
 pub use log::{LogEvent, LogPosition, LogRecord, Placement};
 pub use secret::SecretKey;

@@ -6,7 +6,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
-use super::campaign::{Campaign, CampaignId};
+use super::campaign::{Campaign, CampaignId, CampaignListing, ListPosition};
 use super::coupon_code::CouponCode;
 use super::issuance::Coupon;
 use super::log::{Appended, LogEvent, LogRecord, Placement};
@@ -83,6 +83,14 @@ pub trait CampaignRepository: Send + Sync + 'static {
         id: CampaignId,
         user: &UserId,
     ) -> impl Future<Output = Result<Option<Coupon>, StoreError>> + Send;
+
+    /// Campaigns newest first (by creation time, then id), from just after `after` (from
+    /// the newest when `None`), at most `limit`.
+    fn list_campaigns(
+        &self,
+        after: Option<ListPosition>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<CampaignListing>, StoreError>> + Send;
 
     /// Issued coupons with ordinal > `after_ordinal`, in issue order, at most `limit`.
     fn list_coupons(

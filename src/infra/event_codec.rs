@@ -5,6 +5,11 @@
 //! ids are made with (`key_fp`; the Kafka log stamps it, records of earlier versions
 //! have none), so that a worker rebuilding from the log with another key refuses
 //! instead of deciding different codes.
+//!
+//! A campaign whose codes are not in the full alphabet names its alphabet and is a
+//! version 2 record, which binaries from before alphabets refuse (and log) rather than
+//! read as a full-alphabet campaign. A record without an alphabet is a full-alphabet
+//! campaign: every campaign created before alphabets existed keeps its codes.
 
 use std::borrow::Cow;
 
@@ -13,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
-    CampaignId, CampaignName, LogEvent, NewCampaign, TicketId, TotalCoupons, UserId,
+    CampaignId, CampaignName, CodeAlphabet, LogEvent, NewCampaign, TicketId, TotalCoupons, UserId,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -29,6 +34,8 @@ enum WireEvent<'a> {
         created_at_ms: i64,
         #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
         key_fp: Option<Cow<'a, str>>,
+        #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+        alphabet: Option<Cow<'a, str>>,
     },
     IssueRequested {
         v: u8,
@@ -40,6 +47,8 @@ enum WireEvent<'a> {
 }
 
 const VERSION: u8 = 1;
+/// Campaign records that name their alphabet.
+const VERSION_WITH_ALPHABET: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -67,13 +76,18 @@ pub fn encode(event: &LogEvent) -> Vec<u8> {
 pub fn encode_stamped(event: &LogEvent, key_fingerprint: Option<&str>) -> Vec<u8> {
     let wire = match event {
         LogEvent::CampaignCreated(c) => WireEvent::CampaignCreated {
-            v: VERSION,
+            v: match c.alphabet {
+                CodeAlphabet::Full => VERSION,
+                CodeAlphabet::Readable => VERSION_WITH_ALPHABET,
+            },
             campaign_id: c.id.as_uuid(),
             name: Cow::Borrowed(c.name.as_str()),
             total_coupons: c.total_coupons.get(),
             starts_at_ms: c.starts_at.timestamp_millis(),
             created_at_ms: c.created_at.timestamp_millis(),
             key_fp: key_fingerprint.map(Cow::Borrowed),
+            alphabet: (c.alphabet != CodeAlphabet::Full)
+                .then_some(Cow::Borrowed(c.alphabet.as_str())),
         },
         LogEvent::IssueRequested {
             ticket_id,
@@ -106,8 +120,9 @@ pub fn decode_stamped(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             starts_at_ms,
             created_at_ms,
             key_fp,
+            alphabet,
         } => {
-            check_version(v)?;
+            let alphabet = campaign_alphabet(v, alphabet.as_deref())?;
             let total = i64::try_from(total_coupons).map_err(|e| field(&e))?;
             let campaign = NewCampaign {
                 id: CampaignId::from_uuid(campaign_id),
@@ -115,6 +130,7 @@ pub fn decode_stamped(bytes: &[u8]) -> Result<Decoded, DecodeError> {
                 total_coupons: TotalCoupons::parse(total).map_err(|e| field(&e))?,
                 starts_at: millis(starts_at_ms)?,
                 created_at: millis(created_at_ms)?,
+                alphabet,
             };
             Ok(Decoded {
                 event: LogEvent::CampaignCreated(campaign),
@@ -149,6 +165,20 @@ fn check_version(v: u8) -> Result<(), DecodeError> {
     }
 }
 
+/// A version 1 campaign record is a full-alphabet one; a version 2 one names its own.
+fn campaign_alphabet(v: u8, alphabet: Option<&str>) -> Result<CodeAlphabet, DecodeError> {
+    match (v, alphabet) {
+        (VERSION, None) => Ok(CodeAlphabet::Full),
+        (VERSION_WITH_ALPHABET, Some(name)) => CodeAlphabet::parse(name)
+            .ok_or_else(|| DecodeError::Field(format!("unknown alphabet {name:?}"))),
+        (VERSION | VERSION_WITH_ALPHABET, _) => Err(DecodeError::Field(format!(
+            "a version {v} campaign record {} an alphabet",
+            if v == VERSION { "names" } else { "lacks" }
+        ))),
+        _ => Err(DecodeError::Version(v)),
+    }
+}
+
 fn millis(ms: i64) -> Result<DateTime<Utc>, DecodeError> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| DecodeError::Field(format!("time {ms}")))
 }
@@ -169,8 +199,38 @@ mod tests {
             campaign_id: campaign.id,
             user_id: UserId::parse("user \u{1F600}").unwrap(),
         };
-        for event in [LogEvent::CampaignCreated(campaign), request] {
+        let full = campaign.clone().with_alphabet(CodeAlphabet::Full);
+        for event in [
+            LogEvent::CampaignCreated(campaign),
+            LogEvent::CampaignCreated(full),
+            request,
+        ] {
             assert_eq!(decode(&encode(&event)).unwrap(), event);
+        }
+    }
+
+    /// Records written before alphabets existed are full-alphabet campaigns, and a
+    /// full-alphabet campaign is still written exactly as they were.
+    #[test]
+    fn campaign_records_without_an_alphabet_are_full_ones() {
+        let old = br#"{"type":"campaign_created","v":1,"campaign_id":"018f0000-0000-7000-8000-000000000000","name":"old","total_coupons":5,"starts_at_ms":1700000000000,"created_at_ms":1700000000000}"#;
+        let Ok(LogEvent::CampaignCreated(campaign)) = decode(old) else {
+            panic!("an old record decodes")
+        };
+        assert_eq!(campaign.alphabet, CodeAlphabet::Full);
+        assert_eq!(encode(&LogEvent::CampaignCreated(campaign)), old.to_vec());
+        let readable = NewCampaign::new(
+            CampaignName::parse("new").unwrap(),
+            TotalCoupons::parse(5).unwrap(),
+            Utc::now(),
+        );
+        let wire = String::from_utf8(encode(&LogEvent::CampaignCreated(readable))).unwrap();
+        assert!(wire.contains(r#""v":2"#) && wire.contains(r#""alphabet":"readable""#));
+        for bad in [
+            wire.replace(r#""v":2"#, r#""v":1"#),
+            wire.replace("readable", "klingon"),
+        ] {
+            assert!(matches!(decode(bad.as_bytes()), Err(DecodeError::Field(_))));
         }
     }
 

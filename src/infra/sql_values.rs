@@ -3,7 +3,7 @@
 
 use crate::domain::ports::StoreError;
 use crate::domain::{
-    CampaignId, CouponCode, IssueStatus, LogPosition, TicketId, TicketResult, UserId,
+    CampaignId, CodeAlphabet, CouponCode, IssueStatus, LogPosition, TicketId, TicketResult, UserId,
 };
 use crate::infra::sql_error::corrupt;
 
@@ -13,6 +13,10 @@ pub fn to_i64(n: u64) -> Result<i64, StoreError> {
 
 pub fn to_u64(n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| corrupt(format!("negative count {n}")))
+}
+
+pub fn parse_alphabet(name: &str) -> Result<CodeAlphabet, StoreError> {
+    CodeAlphabet::parse(name).ok_or_else(|| corrupt(format!("code alphabet {name:?}")))
 }
 
 pub fn to_partition(n: i64) -> Result<u32, StoreError> {

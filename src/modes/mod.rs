@@ -23,7 +23,7 @@ use crate::interfaces::rpc::server::ConnectionLimits;
 use crate::interfaces::rpc::user_auth::{UserAuth, UserAuthError};
 
 use crate::application::{
-    AcceptIssueRequest, CreateCampaign, DecidedOffsets, GetCampaign, GetIssueResult,
+    AcceptIssueRequest, CreateCampaign, DecidedOffsets, GetCampaign, GetIssueResult, ListCampaigns,
     accept_issue_request, get_issue_result,
 };
 use crate::domain::TicketSeal;
@@ -299,6 +299,7 @@ where
     let campaigns = CampaignApi {
         create_campaign: CreateCampaign::new(store.clone(), log.clone()),
         get_campaign: GetCampaign::new(store.clone()),
+        list_campaigns: ListCampaigns::new(store.clone()),
         seal: seal.clone(),
     };
     let coupons = CouponApi {

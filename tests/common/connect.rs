@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer …` with every call, when set.
+    bearer: Option<String>,
 }
 
 /// A Connect error as it arrives on the wire.
@@ -32,6 +34,15 @@ impl Client {
         Self {
             http,
             base: base.into(),
+            bearer: None,
+        }
+    }
+
+    /// The same client, sending `token` as the bearer of every call (an admin token).
+    pub fn with_bearer(self, token: &str) -> Self {
+        Self {
+            bearer: Some(token.to_owned()),
+            ..self
         }
     }
 
@@ -48,6 +59,9 @@ impl Client {
     ) -> Result<Value, RpcError> {
         let url = format!("{}/{method}", self.base);
         let mut request = self.http.post(url).json(&body);
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
         for (name, value) in headers {
             request = request.header(*name, value);
         }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 
 use coupon::domain::log::Appended;
-use coupon::domain::{CampaignId, LogEvent, LogPosition, TicketId, UserId};
+use coupon::domain::{CampaignId, CodeAlphabet, LogEvent, LogPosition, TicketId, UserId};
 
 /// What a ticket must end as. `ordinal` is the rank of the coupon in its campaign's
 /// issue order (1-based): the one won, or the one already held.
@@ -27,6 +27,8 @@ pub struct ModelCampaign {
     pub total: u64,
     pub starts_at: DateTime<Utc>,
     pub origin: LogPosition,
+    /// The alphabet asked for (test logs stay far below where it falls back to full).
+    pub alphabet: CodeAlphabet,
     /// `winners[k - 1]` won the coupon of ordinal k.
     pub winners: Vec<(TicketId, UserId)>,
     holders: HashMap<UserId, u64>,
@@ -78,6 +80,7 @@ impl Model {
                             total: new.total_coupons.get(),
                             starts_at: new.starts_at,
                             origin: appended.position,
+                            alphabet: new.alphabet,
                             winners: Vec::new(),
                             holders: HashMap::new(),
                         });

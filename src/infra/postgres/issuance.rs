@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::decided_listener::{DECIDED_CHANNEL, decided_notice};
-use super::repositories::{CampaignRow, campaign_from_row, insert_campaign};
+use super::repositories::{CampaignRow, campaign_columns, campaign_from_row, insert_campaign};
 use crate::domain::ports::{BatchChanges, Holding, IssuanceBatch, IssuanceStore, StoreError};
 use crate::domain::{Campaign, CampaignId, Coupon, CouponCode, TicketResult, UserId};
 use crate::infra::sql_error::{corrupt, store_error};
@@ -97,8 +97,11 @@ impl IssuanceStore for PgStore {
 impl IssuanceBatch for PgBatch {
     /// Locked (`FOR UPDATE`) so that no other transaction moves their counts meanwhile.
     async fn load_campaigns(&mut self, ids: &[CampaignId]) -> Result<Vec<Campaign>, StoreError> {
-        const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset \
-             FROM campaigns WHERE id = ANY($1) FOR UPDATE";
+        const SQL: &str = concat!(
+            "SELECT ",
+            campaign_columns!(),
+            " FROM campaigns WHERE id = ANY($1) FOR UPDATE"
+        );
         let ids: Vec<Uuid> = ids.iter().map(CampaignId::as_uuid).collect();
         sqlx::query_as::<_, CampaignRow>(SQL)
             .bind(ids)

@@ -1,20 +1,29 @@
 //! Reads and the API node's campaign insert.
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use super::PgStore;
 use crate::domain::ports::{CampaignRepository, FoundTicket, StoreError, TicketRepository};
 use crate::domain::{
-    Campaign, CampaignId, CampaignName, Coupon, CouponCode, LogPosition, TicketId, TotalCoupons,
-    UserId,
+    Campaign, CampaignId, CampaignListing, CampaignName, Coupon, CouponCode, ListPosition,
+    LogPosition, TicketId, TotalCoupons, UserId,
 };
 use crate::infra::sql_error::{corrupt, store_error};
 use crate::infra::sql_values::{
-    TicketColumns, to_i64, to_partition, to_ticket_position, to_ticket_result, to_u64,
+    TicketColumns, parse_alphabet, to_i64, to_partition, to_ticket_position, to_ticket_result,
+    to_u64,
 };
+
+/// The columns of `CampaignRow`, in its order.
+macro_rules! campaign_columns {
+    () => {
+        "id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset, code_alphabet"
+    };
+}
+pub(super) use campaign_columns;
 
 pub(super) type CampaignRow = (
     Uuid,
@@ -25,6 +34,7 @@ pub(super) type CampaignRow = (
     DateTime<Utc>,
     i64,
     i64,
+    String,
 );
 pub(super) type CouponRow = (
     String,
@@ -38,7 +48,7 @@ pub(super) type CouponRow = (
 );
 
 pub(super) fn campaign_from_row(row: CampaignRow) -> Result<Campaign, StoreError> {
-    let (id, name, total, issued, starts_at, created_at, partition, offset) = row;
+    let (id, name, total, issued, starts_at, created_at, partition, offset, alphabet) = row;
     Ok(Campaign {
         id: CampaignId::from_uuid(id),
         name: CampaignName::parse(&name).map_err(corrupt)?,
@@ -50,6 +60,7 @@ pub(super) fn campaign_from_row(row: CampaignRow) -> Result<Campaign, StoreError
             partition: to_partition(partition)?,
             offset: to_u64(offset)?,
         },
+        alphabet: parse_alphabet(&alphabet)?,
     })
 }
 
@@ -66,10 +77,11 @@ pub(super) fn coupon_from_row(row: CouponRow) -> Result<Coupon, StoreError> {
     })
 }
 
-const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset) \
-     VALUES ($1, $2, $3, 0, $4, $5, $6, $7) \
+const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset, code_alphabet) \
+     VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8) \
      ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, total_coupons = EXCLUDED.total_coupons, \
-     starts_at = EXCLUDED.starts_at, created_at = EXCLUDED.created_at, origin_offset = EXCLUDED.origin_offset \
+     starts_at = EXCLUDED.starts_at, created_at = EXCLUDED.created_at, origin_offset = EXCLUDED.origin_offset, \
+     code_alphabet = EXCLUDED.code_alphabet \
      WHERE campaigns.origin_partition = EXCLUDED.origin_partition \
      AND EXCLUDED.origin_offset < campaigns.origin_offset AND campaigns.issued_coupons = 0";
 
@@ -85,6 +97,7 @@ where
         .bind(c.created_at)
         .bind(i64::from(c.origin.partition))
         .bind(to_i64(c.origin.offset)?)
+        .bind(c.alphabet.as_str())
         .execute(executor)
         .await
         .map_err(store_error)?;
@@ -145,6 +158,38 @@ impl CampaignRepository for PgStore {
             .transpose()
     }
 
+    async fn list_campaigns(
+        &self,
+        after: Option<ListPosition>,
+        limit: u32,
+    ) -> Result<Vec<CampaignListing>, StoreError> {
+        // The sold-out time is the last coupon's: one probe of (campaign_id, ordinal).
+        const SQL: &str = concat!(
+            "SELECT ",
+            campaign_columns!(),
+            ", (SELECT k.issued_at FROM coupons k WHERE k.campaign_id = c.id AND k.ordinal = c.total_coupons) \
+             FROM campaigns c WHERE $1::timestamptz IS NULL OR (c.created_at, c.id) < ($1, $2) \
+             ORDER BY c.created_at DESC, c.id DESC LIMIT $3"
+        );
+        let rows: Vec<PgRow> = sqlx::query(SQL)
+            .bind(after.map(|p| p.created_at))
+            .bind(after.map(|p| p.id.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.conn().await?)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let sold_out_at: Option<DateTime<Utc>> = row.try_get(9).map_err(store_error)?;
+                let campaign = CampaignRow::from_row(row).map_err(store_error)?;
+                Ok(CampaignListing {
+                    campaign: campaign_from_row(campaign)?,
+                    sold_out_at,
+                })
+            })
+            .collect()
+    }
+
     async fn list_coupons(
         &self,
         id: CampaignId,
@@ -161,8 +206,11 @@ fn page_within(after_ordinal: u64, limit: u32, issued: u64) -> u32 {
     u32::try_from(left).map_or(limit, |left| left.min(limit))
 }
 
-const SELECT_CAMPAIGN: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset \
-     FROM campaigns WHERE id = $1";
+const SELECT_CAMPAIGN: &str = concat!(
+    "SELECT ",
+    campaign_columns!(),
+    " FROM campaigns WHERE id = $1"
+);
 
 /// A page of the campaign's coupons in issue order.
 async fn select_coupons<'c, E>(

@@ -8,7 +8,9 @@ use futures::TryStreamExt;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::repositories::{CampaignRow, CouponRow, campaign_from_row, coupon_from_row};
+use super::repositories::{
+    CampaignRow, CouponRow, campaign_columns, campaign_from_row, coupon_from_row,
+};
 use crate::domain::ports::{DecidedState, DecidedStateReader, StoreError};
 use crate::domain::{CampaignId, TicketId, TicketResult};
 use crate::infra::sql_error::store_error;
@@ -20,7 +22,7 @@ impl DecidedStateReader for PgStore {
     async fn read_decided_state(&self) -> Result<DecidedState, StoreError> {
         const SNAPSHOT: &str = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
         const OFFSETS: &str = "SELECT log_partition, next_offset FROM partition_offsets";
-        const CAMPAIGNS: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at, created_at, origin_partition, origin_offset FROM campaigns";
+        const CAMPAIGNS: &str = concat!("SELECT ", campaign_columns!(), " FROM campaigns");
         const COUPONS: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at, ticket_partition, ticket_offset FROM coupons";
         const TICKETS: &str = "SELECT ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset FROM ticket_results";
         let mut tx = self.begin().await?;

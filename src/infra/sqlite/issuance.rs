@@ -239,7 +239,8 @@ fn insert_campaigns(conn: &Connection, campaigns: &[Campaign]) -> Result<(), Sto
                 to_millis(c.starts_at),
                 to_millis(c.created_at),
                 i64::from(c.origin.partition),
-                to_i64(c.origin.offset)?
+                to_i64(c.origin.offset)?,
+                c.alphabet.as_str()
             ])
             .map_err(sqlite_error)?;
     }

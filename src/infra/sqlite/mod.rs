@@ -133,7 +133,7 @@ pub(crate) fn create_owner_only(path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn to_millis(t: DateTime<Utc>) -> i64 {
+pub(super) fn to_millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 

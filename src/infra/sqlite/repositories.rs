@@ -3,20 +3,29 @@
 use uuid::Uuid;
 
 use super::issuance::Job;
-use super::{SqliteStore, from_millis};
+use super::{SqliteStore, from_millis, to_millis};
 use crate::domain::ports::{CampaignRepository, FoundTicket, StoreError, TicketRepository};
 use crate::domain::{
-    Campaign, CampaignId, CampaignName, Coupon, CouponCode, LogPosition, TicketId, TotalCoupons,
-    UserId,
+    Campaign, CampaignId, CampaignListing, CampaignName, Coupon, CouponCode, ListPosition,
+    LogPosition, TicketId, TotalCoupons, UserId,
 };
 use rusqlite::{OptionalExtension, params};
 
 use crate::infra::sql_error::{corrupt, sqlite_error};
 use crate::infra::sql_values::{
-    TicketColumns, to_i64, to_partition, to_ticket_position, to_ticket_result, to_u64,
+    TicketColumns, parse_alphabet, to_i64, to_partition, to_ticket_position, to_ticket_result,
+    to_u64,
 };
 
-pub(super) type CampaignRow = (String, String, i64, i64, i64, i64, i64, i64);
+/// The columns of `CampaignRow`, in its order.
+macro_rules! campaign_columns {
+    () => {
+        "id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset, code_alphabet"
+    };
+}
+pub(super) use campaign_columns;
+
+pub(super) type CampaignRow = (String, String, i64, i64, i64, i64, i64, i64, String);
 pub(super) type CouponRow = (
     String,
     String,
@@ -34,15 +43,18 @@ pub(super) fn select_campaign(
     conn: &rusqlite::Connection,
     id: CampaignId,
 ) -> rusqlite::Result<Option<CampaignRow>> {
-    const SQL: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset \
-         FROM campaigns WHERE id = ?";
+    const SQL: &str = concat!(
+        "SELECT ",
+        campaign_columns!(),
+        " FROM campaigns WHERE id = ?"
+    );
     conn.prepare_cached(SQL)?
         .query_row(params![id.to_string()], |r| r.try_into())
         .optional()
 }
 
 pub(super) fn campaign_from_row(row: CampaignRow) -> Result<Campaign, StoreError> {
-    let (id, name, total, issued, starts_at, created_at, partition, offset) = row;
+    let (id, name, total, issued, starts_at, created_at, partition, offset, alphabet) = row;
     Ok(Campaign {
         id: parse_campaign_id(&id)?,
         name: CampaignName::parse(&name).map_err(corrupt)?,
@@ -54,6 +66,7 @@ pub(super) fn campaign_from_row(row: CampaignRow) -> Result<Campaign, StoreError
             partition: to_partition(partition)?,
             offset: to_u64(offset)?,
         },
+        alphabet: parse_alphabet(&alphabet)?,
     })
 }
 
@@ -119,10 +132,11 @@ fn parse_uuid(raw: &str) -> Result<Uuid, StoreError> {
 
 /// Inserts a campaign; for one already stored, the earliest creation record in the log
 /// wins (`Campaign::defines_instead_of`), so retried creations replay identically.
-pub(super) const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset) \
-     VALUES (?, ?, ?, 0, ?, ?, ?, ?) \
+pub(super) const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset, code_alphabet) \
+     VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, total_coupons = excluded.total_coupons, \
-     starts_at_ms = excluded.starts_at_ms, created_at_ms = excluded.created_at_ms, origin_offset = excluded.origin_offset \
+     starts_at_ms = excluded.starts_at_ms, created_at_ms = excluded.created_at_ms, origin_offset = excluded.origin_offset, \
+     code_alphabet = excluded.code_alphabet \
      WHERE campaigns.origin_partition = excluded.origin_partition \
      AND excluded.origin_offset < campaigns.origin_offset AND campaigns.issued_coupons = 0";
 
@@ -177,6 +191,41 @@ impl CampaignRepository for SqliteStore {
                 .map_err(sqlite_error)
         })?;
         row.map(coupon_from_row).transpose()
+    }
+
+    async fn list_campaigns(
+        &self,
+        after: Option<ListPosition>,
+        limit: u32,
+    ) -> Result<Vec<CampaignListing>, StoreError> {
+        // The sold-out time is the last coupon's: one probe of the coupons' primary key.
+        const SQL: &str = concat!(
+            "SELECT ",
+            campaign_columns!(),
+            ", (SELECT k.issued_at_ms FROM coupons k WHERE k.campaign_id = c.id AND k.ordinal = c.total_coupons) \
+             FROM campaigns c WHERE ?1 IS NULL OR (c.created_at_ms, c.id) < (?1, ?2) \
+             ORDER BY c.created_at_ms DESC, c.id DESC LIMIT ?3"
+        );
+        let (at, id) = after.map_or((None, None), |p| {
+            (Some(to_millis(p.created_at)), Some(p.id.to_string()))
+        });
+        let rows = self.readers.with(|conn| {
+            let mut select = conn.prepare_cached(SQL).map_err(sqlite_error)?;
+            let rows = select
+                .query_map(params![at, id, i64::from(limit)], |r| {
+                    Ok((CampaignRow::try_from(r)?, r.get::<_, Option<i64>>(9)?))
+                })
+                .map_err(sqlite_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(sqlite_error)
+        })?;
+        rows.into_iter()
+            .map(|(row, sold_out_at)| {
+                Ok(CampaignListing {
+                    campaign: campaign_from_row(row)?,
+                    sold_out_at: sold_out_at.map(from_millis).transpose()?,
+                })
+            })
+            .collect()
     }
 
     async fn list_coupons(

@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use super::readers::Readers;
 use super::repositories::{
-    CampaignRow, CouponRow, campaign_from_row, coupon_from_row, parse_campaign_id,
+    CampaignRow, CouponRow, campaign_columns, campaign_from_row, coupon_from_row, parse_campaign_id,
 };
 use crate::domain::ports::{DecidedState, DecidedStateReader, StoreError};
 use crate::domain::{TicketId, TicketResult};
@@ -47,7 +47,7 @@ impl DecidedStateReader for StateFile {
 
 fn read_all(conn: &Connection) -> Result<DecidedState, StoreError> {
     const OFFSETS: &str = "SELECT log_partition, next_offset FROM partition_offsets";
-    const CAMPAIGNS: &str = "SELECT id, name, total_coupons, issued_coupons, starts_at_ms, created_at_ms, origin_partition, origin_offset FROM campaigns";
+    const CAMPAIGNS: &str = concat!("SELECT ", campaign_columns!(), " FROM campaigns");
     const COUPONS: &str = "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at_ms, ticket_partition, ticket_offset FROM coupons";
     const TICKETS: &str = "SELECT ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset FROM ticket_results";
     let offsets = rows(conn, OFFSETS, |r| {

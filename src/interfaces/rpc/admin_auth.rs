@@ -24,7 +24,7 @@ use super::errors;
 
 const ADMIN_PREFIX: &str = "/coupon.v1.CampaignService/";
 /// Procedure names used as metric labels: a client cannot invent label values.
-const ADMIN_METHODS: [&str; 2] = ["CreateCampaign", "GetCampaign"];
+const ADMIN_METHODS: [&str; 3] = ["CreateCampaign", "GetCampaign", "ListCampaigns"];
 
 #[derive(Clone)]
 pub struct AdminToken(Arc<[u8; 32]>);

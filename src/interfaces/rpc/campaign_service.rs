@@ -6,16 +6,21 @@ use buffa::MessageField;
 use chrono::{DateTime, Utc};
 use connectrpc::{ConnectError, RequestContext, Response, ServiceRequest, ServiceResult};
 
-use super::convert::{self, page_token, parse_page_token};
+use super::convert::{
+    self, list_token, page_token, parse_alphabet, parse_list_token, parse_page_token,
+};
 use super::errors::invalid_field;
 use super::proto::coupon::v1::*;
-use crate::application::{CreateCampaign, GetCampaign, create_campaign, get_campaign};
+use crate::application::{
+    CreateCampaign, GetCampaign, ListCampaigns, create_campaign, get_campaign, list_campaigns,
+};
 use crate::domain::ports::{CampaignRepository, IssueLog};
 use crate::domain::{CampaignId, CampaignName, RequestId, TicketSeal, TotalCoupons};
 
 pub struct CampaignApi<R, L> {
     pub create_campaign: CreateCampaign<R, L>,
     pub get_campaign: GetCampaign<R>,
+    pub list_campaigns: ListCampaigns<R>,
     pub seal: TicketSeal,
 }
 
@@ -32,10 +37,16 @@ impl<R: CampaignRepository, L: IssueLog> CampaignService for CampaignApi<R, L> {
             starts_at: parse_starts_at(request.starts_at.as_option())?,
             request_id: RequestId::parse(request.request_id)
                 .map_err(|e| invalid_field("request_id", e))?,
+            alphabet: parse_alphabet(request.code_alphabet).ok_or_else(|| {
+                invalid_field(
+                    "code_alphabet",
+                    format!("unknown alphabet {}", request.code_alphabet.to_i32()),
+                )
+            })?,
         };
         let output = self.create_campaign.execute(input).await?;
         Ok(Response::new(CreateCampaignResponse {
-            campaign: MessageField::some(convert::campaign(&output.campaign)),
+            campaign: MessageField::some(convert::campaign(&output.campaign, None)),
             ..Default::default()
         }))
     }
@@ -69,12 +80,39 @@ impl<R: CampaignRepository, L: IssueLog> CampaignService for CampaignApi<R, L> {
             "GetCampaign page built"
         );
         Ok(Response::new(GetCampaignResponse {
-            campaign: MessageField::some(convert::campaign(&output.campaign)),
+            campaign: MessageField::some(convert::campaign(&output.campaign, output.sold_out_at)),
             coupons,
             next_page_token: output
                 .next_after_ordinal
                 .map(page_token)
                 .unwrap_or_default(),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_campaigns(
+        &self,
+        _ctx: RequestContext,
+        request: ServiceRequest<'_, ListCampaignsRequest>,
+    ) -> ServiceResult<ListCampaignsResponse> {
+        let input = list_campaigns::Input {
+            after: parse_list_token(request.page_token).ok_or_else(|| {
+                invalid_field(
+                    "page_token",
+                    "not a token from a previous page of this list",
+                )
+            })?,
+            page_size: u32::try_from(request.page_size)
+                .map_err(|_| invalid_field("page_size", "must not be negative"))?,
+        };
+        let output = self.list_campaigns.execute(input).await?;
+        Ok(Response::new(ListCampaignsResponse {
+            campaigns: output
+                .campaigns
+                .iter()
+                .map(|c| convert::campaign(&c.campaign, c.sold_out_at))
+                .collect(),
+            next_page_token: output.next_after.map(list_token).unwrap_or_default(),
             ..Default::default()
         }))
     }

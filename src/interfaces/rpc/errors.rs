@@ -7,7 +7,9 @@ use connectrpc::{ConnectError, ErrorCode, ErrorDetail};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use super::proto::google::rpc::ErrorInfo;
-use crate::application::{accept_issue_request, create_campaign, get_campaign, get_issue_result};
+use crate::application::{
+    accept_issue_request, create_campaign, get_campaign, get_issue_result, list_campaigns,
+};
 use crate::domain::ports::{LogError, StoreError};
 
 const DOMAIN: &str = "coupon.v1";
@@ -279,6 +281,14 @@ impl From<get_campaign::Error> for ConnectError {
         match e {
             get_campaign::Error::NotFound(id) => campaign_not_found(id),
             get_campaign::Error::Store(e) => store_error(e),
+        }
+    }
+}
+
+impl From<list_campaigns::Error> for ConnectError {
+    fn from(e: list_campaigns::Error) -> Self {
+        match e {
+            list_campaigns::Error::Store(e) => store_error(e),
         }
     }
 }

@@ -86,7 +86,7 @@ where
     let (router, health) = connectrpc_health::install_static(router, SERVICE_NAMES);
     let router = with_reflection(router);
     let service = router.into_axum_service().with_interceptor(RpcMetrics);
-    let app = axum::Router::new().fallback_service(service);
+    let app = crate::interfaces::console::router().fallback_service(service);
     (app, health)
 }
 
