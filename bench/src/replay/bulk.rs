@@ -63,7 +63,7 @@ const SQLITE_TICKETS: &str = "SELECT ticket_id, campaign_id, user_id, status, co
      FROM ticket_results ORDER BY log_partition, log_offset";
 const SQLITE_COUPONS: &str = "SELECT campaign_id, ordinal, code, user_id, ticket_id, issued_at_ms, ticket_partition, ticket_offset \
      FROM coupons ORDER BY ticket_partition, ticket_offset";
-const SQLITE_CAMPAIGNS: &str = "SELECT id, name, total_coupons, 0, starts_at_ms, created_at_ms, origin_partition, origin_offset FROM campaigns";
+const SQLITE_CAMPAIGNS: &str = "SELECT id, name, total_coupons, 0, starts_at_ms, created_at_ms, origin_partition, origin_offset, code_alphabet FROM campaigns";
 
 /// Seconds to insert `source`'s rows into a new state file at `target`.
 pub async fn sqlite(source: &Path, target: &Path) -> f64 {
@@ -93,7 +93,7 @@ fn sqlite_blocking(source: &Path, target: &Path) -> f64 {
         .expect("foreign keys");
     let started = Instant::now();
     let tx = to.transaction().expect("begin");
-    insert_sqlite(&tx, "campaigns", 8, &campaigns);
+    insert_sqlite(&tx, "campaigns", 9, &campaigns);
     tx.commit().expect("commit campaigns");
     for (t0, t1, c0, c1) in batches(&tickets, &coupons, super::EMBEDDED_BATCH) {
         let tx = to.transaction().expect("begin");
@@ -164,7 +164,7 @@ pub async fn postgres(source: &str, target: &str) -> f64 {
     let mut from = PgConnection::connect(source)
         .await
         .expect("connect to the source");
-    let campaigns = copy_out(&mut from, "SELECT id, name, total_coupons, 0, starts_at, created_at, origin_partition, origin_offset FROM campaigns", None).await;
+    let campaigns = copy_out(&mut from, "SELECT id, name, total_coupons, 0, starts_at, created_at, origin_partition, origin_offset, code_alphabet FROM campaigns", None).await;
     let coupons = copy_out(&mut from, "SELECT code, campaign_id, ordinal, user_id, ticket_id, issued_at, ticket_partition, ticket_offset FROM coupons ORDER BY ticket_partition, ticket_offset", Some(6)).await;
     let tickets = copy_out(&mut from, "SELECT ticket_id, campaign_id, user_id, status, coupon_code, log_partition, log_offset FROM ticket_results ORDER BY log_partition, log_offset", Some(5)).await;
     // One connection per partition, as the workers have: each campaign lives in one.
