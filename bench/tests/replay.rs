@@ -2,6 +2,7 @@
 //! a backlog (the run itself asserts that `audit` finds the store identical), and every
 //! figure is a real measurement.
 
+use coupon::domain::CodeAlphabet;
 use coupon_bench::replay::{Workload, embedded};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -12,6 +13,7 @@ async fn a_small_backlog_drains_rebuilds_and_audits_identical() {
         coupons: 300,
         users: 2_000,
         requests: 5_000,
+        alphabet: CodeAlphabet::Full,
     };
     let figures = embedded::run(dir.path(), workload).await;
     assert_eq!(figures.records, 5_000);

@@ -4,12 +4,20 @@
 //!   target/release/replay-bench distributed   # KAFKA_BROKERS, DATABASE_URL
 
 use clap::{Parser, ValueEnum};
+use coupon::domain::CodeAlphabet;
 use coupon_bench::replay::{self, Workload};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Mode {
     Embedded,
     Distributed,
+}
+
+/// The campaigns' code alphabet (README, "Coupon codes").
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Alphabet {
+    Readable,
+    Full,
 }
 
 /// Builds a backlog of issue requests in the log (the service's own code, no worker
@@ -32,6 +40,9 @@ struct Cli {
     /// Distinct users per campaign (requests pick among them, so some repeat).
     #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u32).range(1..))]
     users: u32,
+    /// The code alphabet of the campaigns: the decision's code generation differs.
+    #[arg(long, value_enum, default_value_t = Alphabet::Readable)]
+    code_alphabet: Alphabet,
     /// Where the data goes (a temp dir when absent); large: ~0.5 KiB per request.
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -56,6 +67,10 @@ async fn main() {
         coupons: cli.coupons,
         users: cli.users,
         requests: cli.requests,
+        alphabet: match cli.code_alphabet {
+            Alphabet::Readable => CodeAlphabet::Readable,
+            Alphabet::Full => CodeAlphabet::Full,
+        },
     };
     let temp = tempfile::tempdir_in(cli.dir.as_deref().unwrap_or(&std::env::temp_dir()))
         .expect("a work dir");

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use coupon::domain::ports::IssueLog;
 use coupon::domain::{
-    CampaignId, CampaignName, LogEvent, NewCampaign, Placement, TicketId, TotalCoupons, UserId,
+    CampaignId, CampaignName, CodeAlphabet, LogEvent, NewCampaign, Placement, TicketId,
+    TotalCoupons, UserId,
 };
 use futures::StreamExt;
 use rand::rngs::StdRng;
@@ -31,6 +32,7 @@ pub struct Workload {
     /// Distinct users per campaign; requests pick among them, so some repeat.
     pub users: u32,
     pub requests: u64,
+    pub alphabet: CodeAlphabet,
 }
 
 impl Workload {
@@ -41,7 +43,7 @@ impl Workload {
             .map(|n| {
                 let name = CampaignName::parse(&format!("replay {n}")).expect("a valid name");
                 let total = TotalCoupons::parse(self.coupons).expect("a valid total");
-                NewCampaign::new(name, total, starts_at)
+                NewCampaign::new(name, total, starts_at).with_alphabet(self.alphabet)
             })
             .collect()
     }
