@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use common::browser::{Browser, Screenshots};
+use common::browser::{Browser, STEP, Screenshots, wait_until};
 use common::connect::{Client, is_well_formed_code, rfc3339_in};
 use common::listing::is_readable_code;
 use coupon::modes::{AdminArgs, ServeArgs, embedded};
@@ -48,6 +48,7 @@ async fn a_campaign_manager_runs_a_campaign_from_the_console() {
     check_the_detail_page(&browser, &mut shots, &id).await;
     check_the_csv(&browser, &mut shots, &admin, &id).await;
     try_it_on_a_live_campaign(&browser, &mut shots, &admin).await;
+    load_more_campaigns(&browser, &mut shots, &admin).await;
 
     browser.click("[data-testid=signout]").await;
     browser.wait_visible("[data-testid=signin-form]").await;
@@ -345,6 +346,47 @@ async fn try_it_on_a_live_campaign(browser: &Browser, shots: &mut Screenshots, a
         .wait_text("[data-testid=detail-issued]", "the counter", |t| t == "1")
         .await;
     shots.take(browser, "try-it-issued").await;
+}
+
+/// With more campaigns than the list's first page (20), "Load more" shows the rest, each
+/// once, newest first.
+async fn load_more_campaigns(browser: &Browser, shots: &mut Screenshots, admin: &Client) {
+    let mut newest = String::new();
+    for n in 1..=20 {
+        let created = admin
+            .create_campaign(
+                &format!("Later drop {n:02}"),
+                1,
+                &rfc3339_in(TimeDelta::days(1)),
+            )
+            .await
+            .expect("a later campaign");
+        newest = created["id"].as_str().expect("id").to_owned();
+    }
+    browser.click("[data-testid=detail-back]").await;
+    let rows = "[data-testid=campaign-row]";
+    let first = wait_until("the newest 20 campaigns", STEP, || async {
+        let first = browser.attr(rows, "data-campaign-id").await;
+        (browser.count(rows).await == 20 && first.as_deref() == Some(newest.as_str())).then_some(())
+    })
+    .await;
+    assert!(
+        first.is_some(),
+        "the first page is the newest 20, newest on top"
+    );
+    assert!(browser.visible("[data-testid=list-load-more]").await);
+    browser.click("[data-testid=list-load-more]").await;
+    let distinct = "return new Set([...document.querySelectorAll(arguments[0])]\
+         .map(e => e.getAttribute('data-campaign-id'))).size;";
+    let all = wait_until("all 22 campaigns", STEP, || async {
+        let shown = browser.count(rows).await;
+        let ids = browser.run(distinct, vec![json!(rows)]).await;
+        (shown == 22 && ids.as_u64() == Some(22)).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "Load more shows the two older campaigns");
+    assert!(!browser.visible("[data-testid=list-load-more]").await);
+    shots.take(browser, "load-more").await;
 }
 
 /// Sets the form's start to `from_now` later, in the browser's local time (a

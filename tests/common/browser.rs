@@ -134,6 +134,17 @@ impl Browser {
         found.as_str().map(str::to_owned)
     }
 
+    /// How many elements match `css`.
+    pub async fn count(&self, css: &str) -> u64 {
+        self.run(
+            "return document.querySelectorAll(arguments[0]).length;",
+            vec![json!(css)],
+        )
+        .await
+        .as_u64()
+        .unwrap_or(0)
+    }
+
     /// Whether an element matching `css` exists and is shown.
     pub async fn visible(&self, css: &str) -> bool {
         self.run(
