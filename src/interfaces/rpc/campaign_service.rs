@@ -65,8 +65,7 @@ impl<R: CampaignRepository, L: IssueLog> CampaignService for CampaignApi<R, L> {
                     "not a token from a previous page of this campaign",
                 )
             })?,
-            page_size: u32::try_from(request.page_size)
-                .map_err(|_| invalid_field("page_size", "must not be negative"))?,
+            page_size: parse_page_size(request.page_size)?,
         };
         let started = Instant::now();
         let output = self.get_campaign.execute(input).await?;
@@ -102,8 +101,7 @@ impl<R: CampaignRepository, L: IssueLog> CampaignService for CampaignApi<R, L> {
                     "not a token from a previous page of this list",
                 )
             })?,
-            page_size: u32::try_from(request.page_size)
-                .map_err(|_| invalid_field("page_size", "must not be negative"))?,
+            page_size: parse_page_size(request.page_size)?,
         };
         let output = self.list_campaigns.execute(input).await?;
         Ok(Response::new(ListCampaignsResponse {
@@ -116,6 +114,11 @@ impl<R: CampaignRepository, L: IssueLog> CampaignService for CampaignApi<R, L> {
             ..Default::default()
         }))
     }
+}
+
+/// Both admin lists: 0 is the default, above the cap is capped, below 0 is refused.
+fn parse_page_size(raw: i32) -> Result<u32, ConnectError> {
+    u32::try_from(raw).map_err(|_| invalid_field("page_size", "must not be negative"))
 }
 
 fn parse_starts_at(
